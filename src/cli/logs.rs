@@ -1,0 +1,85 @@
+//! `agent-farm logs`: print a domain agent's output, optionally following it.
+
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::Path;
+use std::time::Duration;
+
+use crate::error::PreflightError;
+use crate::record::RunRecord;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    /// The domain.
+    pub domain: String,
+    /// Run id or unique prefix (default: the most recent run).
+    #[arg(long)]
+    pub run: Option<String>,
+    /// Keep printing new output until the domain's agent is done.
+    #[arg(short, long)]
+    pub follow: bool,
+    /// Which log: output (agent stdout+stderr), setup or verify.
+    #[arg(long, default_value = "output")]
+    pub kind: String,
+}
+
+pub fn run(cwd: &Path, args: Args) -> anyhow::Result<i32> {
+    let rec = super::find_run(cwd, args.run.as_deref())?;
+    if rec.domain(&args.domain).is_none() {
+        return Err(PreflightError::Other(format!(
+            "run {} has no domain `{}` (domains: {})",
+            rec.run_id,
+            args.domain,
+            rec.domains.keys().cloned().collect::<Vec<_>>().join(", ")
+        ))
+        .into());
+    }
+    let paths = rec.paths();
+    let file = match args.kind.as_str() {
+        "output" => paths.output_log(&args.domain),
+        "setup" => paths.setup_log(&args.domain),
+        "verify" => paths.domain_verify_log(&args.domain),
+        other => {
+            return Err(PreflightError::Other(format!(
+                "unknown log kind `{other}` (output, setup, verify)"
+            ))
+            .into());
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    let mut pos = 0u64;
+    loop {
+        if let Ok(mut f) = std::fs::File::open(&file) {
+            f.seek(SeekFrom::Start(pos))?;
+            let mut buf = Vec::new();
+            f.read_to_end(&mut buf)?;
+            pos += buf.len() as u64;
+            out.write_all(&buf)?;
+            out.flush()?;
+        } else if !args.follow {
+            eprintln!(
+                "no {} log yet for `{}` ({})",
+                args.kind,
+                args.domain,
+                file.display()
+            );
+            return Ok(0);
+        }
+        if !args.follow {
+            return Ok(0);
+        }
+        let done = RunRecord::load(&paths.record())
+            .ok()
+            .and_then(|r| r.domain(&args.domain).map(|d| d.status.is_terminal()))
+            .unwrap_or(true);
+        if done {
+            // One last read happened above after the domain ended; print anything still pending.
+            if let Ok(mut f) = std::fs::File::open(&file) {
+                f.seek(SeekFrom::Start(pos))?;
+                std::io::copy(&mut f, &mut out)?;
+            }
+            return Ok(0);
+        }
+        // Following a file is polling by nature (as `tail -f` does without inotify).
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}

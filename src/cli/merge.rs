@@ -1,0 +1,61 @@
+//! `agent-farm merge`: (re)do the merge step of a run whose agents are done.
+
+use std::path::Path;
+
+use crate::error::PreflightError;
+use crate::events::FarmEvent;
+use crate::git;
+use crate::lock::RunLock;
+use crate::runner::Farm;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    /// Run id or unique prefix (default: the most recent run).
+    pub run: Option<String>,
+    /// Keep worktrees after merging.
+    #[arg(long)]
+    pub keep_worktrees: bool,
+    /// Progress display: auto, plain or none.
+    #[arg(long, default_value = "auto", value_name = "MODE")]
+    pub progress: super::run::Progress,
+    /// Print the final report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(cwd: &Path, args: Args) -> anyhow::Result<i32> {
+    let mut rec = super::find_run(cwd, args.run.as_deref())?;
+    let _lock = RunLock::acquire(&rec.paths().lock(), &rec.run_id)?;
+    if let Some(d) = rec.domains.values().find(|d| !d.status.is_terminal()) {
+        return Err(PreflightError::Other(format!(
+            "run {} is not finished: domain `{}` is {} (its process may have died; resume is not available yet, run `agent-farm clean {}` to remove it)",
+            rec.run_id, d.name, d.status, rec.run_id
+        ))
+        .into());
+    }
+    {
+        let repo = git::open(&rec.repo)?;
+        if !git::branch_exists(&repo, &rec.integration_branch) {
+            let base = rec.base_commit.parse()?;
+            git::create_branch(&repo, &rec.integration_branch, base)?;
+        }
+    }
+    rec.options.no_merge = false;
+    rec.interrupted = None;
+    rec.exit_code = None;
+    rec.finished_ms = None;
+    rec.land = None;
+    rec.verify = None;
+    let mut farm = Farm::new(rec, super::run::reporters(args.progress))?;
+    farm.emit(FarmEvent::Warning {
+        domain: None,
+        message: "merge requested".into(),
+    });
+    let rt = super::run::runtime()?;
+    rt.block_on(async {
+        farm.merge_pending().await;
+        farm.verify_and_land().await;
+        farm.cleanup(!args.keep_worktrees, false).await;
+    });
+    Ok(super::run::conclude(&mut farm, args.json))
+}

@@ -1,0 +1,241 @@
+//! The one stream of typed run events. The dispatcher emits them; the run record folds them
+//! (see `record::RunRecord::apply`), and every reporter (progress, JSON log) consumes them.
+
+use serde::{Deserialize, Serialize};
+
+/// Why a domain ended the way it did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DomainStatus {
+    /// Waiting for its dependencies or a free slot.
+    Pending,
+    /// Worktree being created, files copied, setup running.
+    Preparing,
+    /// The agent is running.
+    Running,
+    /// The agent succeeded and its work is committed; not merged yet.
+    Succeeded,
+    /// Merged into the integration branch (or had nothing to merge).
+    Merged,
+    /// The agent failed (exit code, crash, setup or domain verify failure).
+    Failed,
+    /// The agent exceeded its timeout on its last attempt.
+    TimedOut,
+    /// Stopped by fail-fast, the run deadline or an interrupt.
+    Cancelled,
+    /// Merging it into the integration branch conflicted.
+    Conflicted,
+    /// Not run because a dependency did not merge.
+    Skipped,
+}
+
+impl DomainStatus {
+    pub fn is_terminal(self) -> bool {
+        !matches!(
+            self,
+            DomainStatus::Pending | DomainStatus::Preparing | DomainStatus::Running
+        )
+    }
+    /// Finished without producing mergeable work.
+    pub fn is_failure(self) -> bool {
+        matches!(
+            self,
+            DomainStatus::Failed
+                | DomainStatus::TimedOut
+                | DomainStatus::Cancelled
+                | DomainStatus::Skipped
+        )
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DomainStatus::Pending => "pending",
+            DomainStatus::Preparing => "preparing",
+            DomainStatus::Running => "running",
+            DomainStatus::Succeeded => "succeeded",
+            DomainStatus::Merged => "merged",
+            DomainStatus::Failed => "failed",
+            DomainStatus::TimedOut => "timed-out",
+            DomainStatus::Cancelled => "cancelled",
+            DomainStatus::Conflicted => "conflicted",
+            DomainStatus::Skipped => "skipped",
+        }
+    }
+}
+
+impl std::fmt::Display for DomainStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How one agent attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum AttemptEnd {
+    Exited { code: i32 },
+    Signaled { signal: i32 },
+    TimedOut,
+    Cancelled { reason: String },
+    SpawnFailed { message: String },
+}
+
+impl AttemptEnd {
+    pub fn success(&self) -> bool {
+        matches!(self, AttemptEnd::Exited { code: 0 })
+    }
+    pub fn exit_code(&self) -> Option<i32> {
+        match self {
+            AttemptEnd::Exited { code } => Some(*code),
+            _ => None,
+        }
+    }
+    pub fn describe(&self) -> String {
+        match self {
+            AttemptEnd::Exited { code } => format!("exit {code}"),
+            AttemptEnd::Signaled { signal } => format!("killed by signal {signal}"),
+            AttemptEnd::TimedOut => "timed out".into(),
+            AttemptEnd::Cancelled { reason } => format!("cancelled ({reason})"),
+            AttemptEnd::SpawnFailed { message } => format!("could not start: {message}"),
+        }
+    }
+}
+
+/// Everything that happens in a run, in order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum FarmEvent {
+    RunStarted {
+        run_id: String,
+        domains: usize,
+        jobs: usize,
+        base: String,
+        base_commit: String,
+        into: String,
+    },
+    DomainPreparing {
+        domain: String,
+        start_commit: String,
+    },
+    WorktreeReady {
+        domain: String,
+        path: String,
+        branch: String,
+    },
+    AgentStarted {
+        domain: String,
+        attempt: u32,
+        pid: u32,
+    },
+    AgentFinished {
+        domain: String,
+        attempt: u32,
+        end: AttemptEnd,
+        duration_ms: u64,
+    },
+    AgentRetrying {
+        domain: String,
+        next_attempt: u32,
+        delay_ms: u64,
+    },
+    Committed {
+        domain: String,
+        commit: String,
+        note: String,
+    },
+    DomainFinished {
+        domain: String,
+        status: DomainStatus,
+        reason: Option<String>,
+        head: Option<String>,
+        files: Vec<String>,
+        insertions: usize,
+        deletions: usize,
+    },
+    DomainSkipped {
+        domain: String,
+        reason: String,
+    },
+    Merged {
+        domain: String,
+        commit: Option<String>,
+    },
+    Conflict {
+        domain: String,
+        paths: Vec<String>,
+    },
+    VerifyStarted {
+        commit: String,
+    },
+    VerifyFinished {
+        passed: bool,
+        end: AttemptEnd,
+        duration_ms: u64,
+        log: String,
+    },
+    Landed {
+        into: String,
+        commit: String,
+        fast_forward: bool,
+    },
+    NotLanded {
+        into: String,
+        reason: String,
+        command: Option<String>,
+    },
+    WorktreeRemoved {
+        domain: String,
+    },
+    BranchDeleted {
+        branch: String,
+    },
+    BranchKept {
+        branch: String,
+        reason: String,
+    },
+    Warning {
+        domain: Option<String>,
+        message: String,
+    },
+    Interrupted {
+        reason: String,
+    },
+    RunFinished {
+        exit_code: i32,
+    },
+}
+
+impl FarmEvent {
+    pub fn domain(&self) -> Option<&str> {
+        use FarmEvent::*;
+        match self {
+            DomainPreparing { domain, .. }
+            | WorktreeReady { domain, .. }
+            | AgentStarted { domain, .. }
+            | AgentFinished { domain, .. }
+            | AgentRetrying { domain, .. }
+            | Committed { domain, .. }
+            | DomainFinished { domain, .. }
+            | DomainSkipped { domain, .. }
+            | Merged { domain, .. }
+            | Conflict { domain, .. }
+            | WorktreeRemoved { domain } => Some(domain),
+            Warning { domain, .. } => domain.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+/// An event with the time it happened (milliseconds since the Unix epoch).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Timed {
+    pub at_ms: u64,
+    #[serde(flatten)]
+    pub event: FarmEvent,
+}
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,604 @@
+//! Every git operation agent-farm performs, through git2. All functions here are blocking:
+//! call them from `spawn_blocking` or a plain thread, never on the event loop.
+//!
+//! Rules kept here: never move a ref without checking its old value, never force-update a user's
+//! branch, never touch a checkout with uncommitted changes, never delete a commit that is not
+//! reachable from a branch we keep.
+
+use std::path::{Path, PathBuf};
+
+use git2::{
+    BranchType, IndexAddOption, MergeOptions, Oid, Repository, Signature, Time, WorktreeAddOptions,
+    WorktreePruneOptions, build::CheckoutBuilder,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum GitError {
+    #[error("{context}: {source}")]
+    Git {
+        context: String,
+        #[source]
+        source: git2::Error,
+    },
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Other(String),
+}
+
+pub type Result<T> = std::result::Result<T, GitError>;
+
+pub(crate) trait Ctx<T> {
+    fn ctx(self, context: impl FnOnce() -> String) -> Result<T>;
+}
+
+impl<T> Ctx<T> for std::result::Result<T, git2::Error> {
+    fn ctx(self, context: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|source| GitError::Git {
+            context: context(),
+            source,
+        })
+    }
+}
+
+impl<T> Ctx<T> for std::result::Result<T, std::io::Error> {
+    fn ctx(self, context: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|source| GitError::Io {
+            context: context(),
+            source,
+        })
+    }
+}
+
+/// Facts about the user's repository, gathered once.
+#[derive(Debug, Clone)]
+pub struct RepoInfo {
+    /// The main working tree (or the linked worktree agent-farm was started from).
+    pub workdir: PathBuf,
+    /// The common git directory (`.git` of the main worktree).
+    pub common_dir: PathBuf,
+    /// The branch checked out where agent-farm was started, if any.
+    pub head_branch: Option<String>,
+}
+
+pub fn discover(start: &Path) -> std::result::Result<RepoInfo, crate::error::PreflightError> {
+    use crate::error::PreflightError;
+    let repo = Repository::discover(start).map_err(|e| PreflightError::NotARepo {
+        path: start.to_owned(),
+        message: e.message().to_string(),
+    })?;
+    let Some(workdir) = repo.workdir() else {
+        return Err(PreflightError::BareRepo);
+    };
+    // The branch HEAD points at, even when it is unborn.
+    let head_branch = repo
+        .find_reference("HEAD")
+        .ok()
+        .and_then(|h| h.symbolic_target().ok().flatten().map(str::to_owned))
+        .and_then(|t| t.strip_prefix("refs/heads/").map(str::to_owned));
+    Ok(RepoInfo {
+        workdir: workdir
+            .canonicalize()
+            .unwrap_or_else(|_| workdir.to_owned()),
+        common_dir: repo
+            .commondir()
+            .canonicalize()
+            .unwrap_or_else(|_| repo.commondir().to_owned()),
+        head_branch,
+    })
+}
+
+pub fn open(path: &Path) -> Result<Repository> {
+    Repository::open(path).ctx(|| format!("cannot open repository {}", path.display()))
+}
+
+/// Resolve `spec` (branch, tag, commit) to a commit id.
+pub fn resolve_commit(repo: &Repository, spec: &str) -> Option<Oid> {
+    repo.revparse_single(spec)
+        .ok()
+        .and_then(|o| o.peel_to_commit().ok())
+        .map(|c| c.id())
+}
+
+pub fn branch_exists(repo: &Repository, name: &str) -> bool {
+    repo.find_branch(name, BranchType::Local).is_ok()
+}
+
+pub fn branch_tip(repo: &Repository, name: &str) -> Option<Oid> {
+    repo.find_branch(name, BranchType::Local)
+        .ok()
+        .and_then(|b| b.get().target())
+}
+
+fn parse_git_date(s: &str) -> Option<Time> {
+    let s = s.trim().trim_start_matches('@');
+    let mut parts = s.split_whitespace();
+    let secs: i64 = parts.next()?.parse().ok()?;
+    let offset = match parts.next() {
+        Some(tz) => {
+            let sign = if tz.starts_with('-') { -1 } else { 1 };
+            let digits = tz.trim_start_matches(['+', '-']);
+            if digits.len() != 4 {
+                return None;
+            }
+            let h: i32 = digits[..2].parse().ok()?;
+            let m: i32 = digits[2..].parse().ok()?;
+            sign * (h * 60 + m)
+        }
+        None => 0,
+    };
+    Some(Time::new(secs, offset))
+}
+
+fn sig_from_env(
+    repo: &Repository,
+    name_var: &str,
+    email_var: &str,
+    date_var: &str,
+) -> Result<Signature<'static>> {
+    let cfg = repo.config().ok();
+    let get = |var: &str, key: &str| {
+        std::env::var(var)
+            .ok()
+            .or_else(|| cfg.as_ref().and_then(|c| c.get_string(key).ok()))
+    };
+    let name = get(name_var, "user.name").unwrap_or_else(|| "agent-farm".into());
+    let email = get(email_var, "user.email").unwrap_or_else(|| "agent-farm@localhost".into());
+    match std::env::var(date_var)
+        .ok()
+        .and_then(|d| parse_git_date(&d))
+    {
+        Some(t) => Signature::new(&name, &email, &t),
+        None => Signature::now(&name, &email),
+    }
+    .ctx(|| "cannot build commit signature".into())
+}
+
+/// Author and committer for commits agent-farm makes: `GIT_AUTHOR_*`/`GIT_COMMITTER_*` env,
+/// then `user.name`/`user.email`, then `agent-farm <agent-farm@localhost>`.
+pub fn signatures(repo: &Repository) -> Result<(Signature<'static>, Signature<'static>)> {
+    Ok((
+        sig_from_env(
+            repo,
+            "GIT_AUTHOR_NAME",
+            "GIT_AUTHOR_EMAIL",
+            "GIT_AUTHOR_DATE",
+        )?,
+        sig_from_env(
+            repo,
+            "GIT_COMMITTER_NAME",
+            "GIT_COMMITTER_EMAIL",
+            "GIT_COMMITTER_DATE",
+        )?,
+    ))
+}
+
+/// Create `refs/heads/<name>` at `at`; fails if it exists.
+pub fn create_branch(repo: &Repository, name: &str, at: Oid) -> Result<()> {
+    let commit = repo
+        .find_commit(at)
+        .ctx(|| format!("cannot find commit {at}"))?;
+    repo.branch(name, &commit, false)
+        .ctx(|| format!("cannot create branch {name}"))?;
+    Ok(())
+}
+
+/// Add a linked worktree at `path` with `branch` checked out, registered under `admin_name`.
+pub fn add_worktree(repo: &Repository, admin_name: &str, path: &Path, branch: &str) -> Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).ctx(|| format!("cannot create {}", parent.display()))?;
+    }
+    let reference = repo
+        .find_reference(&format!("refs/heads/{branch}"))
+        .ctx(|| format!("cannot find branch {branch}"))?;
+    let mut opts = WorktreeAddOptions::new();
+    opts.reference(Some(&reference));
+    repo.worktree(admin_name, path, Some(&opts))
+        .ctx(|| format!("cannot add worktree {} for {branch}", path.display()))?;
+    Ok(())
+}
+
+/// Add a detached worktree at `commit` (for verify). libgit2 needs a branch to add a worktree,
+/// so a temporary branch is created and deleted again once HEAD is detached.
+pub fn add_detached_worktree(
+    repo: &Repository,
+    admin_name: &str,
+    path: &Path,
+    commit: Oid,
+) -> Result<()> {
+    let tmp_branch = format!("farm-tmp/{admin_name}");
+    create_branch(repo, &tmp_branch, commit)?;
+    let res = add_worktree(repo, admin_name, path, &tmp_branch).and_then(|()| {
+        let wt = open(path)?;
+        wt.set_head_detached(commit)
+            .ctx(|| format!("cannot detach HEAD in {}", path.display()))
+    });
+    if let Ok(mut b) = repo.find_branch(&tmp_branch, BranchType::Local) {
+        let _ = b.delete();
+    }
+    res
+}
+
+/// Remove a worktree we created: its directory and git's administrative entry. Idempotent.
+pub fn remove_worktree(repo: &Repository, admin_name: &str, path: &Path) -> Result<()> {
+    if let Ok(wt) = repo.find_worktree(admin_name) {
+        let _ = wt.unlock();
+        let mut opts = WorktreePruneOptions::new();
+        opts.valid(true).locked(true).working_tree(true);
+        wt.prune(Some(&mut opts))
+            .ctx(|| format!("cannot remove worktree {}", path.display()))?;
+    }
+    if path.exists() {
+        std::fs::remove_dir_all(path).ctx(|| format!("cannot remove {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Stage everything changed in the worktree at `path` (new, modified and deleted files,
+/// `.gitignore` respected, `exclude` never staged) and commit it on HEAD. Returns the new commit,
+/// or `None` when there was nothing to commit.
+pub fn commit_all(path: &Path, message: &str, exclude: &[String]) -> Result<Option<Oid>> {
+    let repo = open(path)?;
+    let mut index = repo
+        .index()
+        .ctx(|| format!("cannot read index in {}", path.display()))?;
+    let mut skip = |p: &Path, _: &[u8]| -> i32 {
+        if exclude.iter().any(|e| Path::new(e) == p) {
+            1
+        } else {
+            0
+        }
+    };
+    index
+        .add_all(["*"], IndexAddOption::DEFAULT, Some(&mut skip))
+        .ctx(|| format!("cannot stage changes in {}", path.display()))?;
+    index
+        .update_all(["*"], None)
+        .ctx(|| format!("cannot stage deletions in {}", path.display()))?;
+    index.write().ctx(|| "cannot write index".into())?;
+    let tree_id = index.write_tree().ctx(|| "cannot write tree".into())?;
+    let head = repo.head().ok().and_then(|h| h.peel_to_commit().ok());
+    if head.as_ref().is_some_and(|h| h.tree_id() == tree_id) {
+        return Ok(None);
+    }
+    let tree = repo.find_tree(tree_id).ctx(|| "cannot find tree".into())?;
+    let (author, committer) = signatures(&repo)?;
+    let parents: Vec<&git2::Commit> = head.iter().collect();
+    let oid = repo
+        .commit(Some("HEAD"), &author, &committer, message, &tree, &parents)
+        .ctx(|| format!("cannot commit in {}", path.display()))?;
+    Ok(Some(oid))
+}
+
+/// What changed between two commits.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ChangeStats {
+    pub files: Vec<String>,
+    pub insertions: usize,
+    pub deletions: usize,
+}
+
+pub fn change_stats(repo: &Repository, from: Oid, to: Oid) -> Result<ChangeStats> {
+    let a = repo
+        .find_commit(from)
+        .and_then(|c| c.tree())
+        .ctx(|| format!("cannot read {from}"))?;
+    let b = repo
+        .find_commit(to)
+        .and_then(|c| c.tree())
+        .ctx(|| format!("cannot read {to}"))?;
+    let mut opts = git2::DiffOptions::new();
+    let mut diff = repo
+        .diff_tree_to_tree(Some(&a), Some(&b), Some(&mut opts))
+        .ctx(|| "cannot diff".into())?;
+    diff.find_similar(None)
+        .ctx(|| "cannot detect renames".into())?;
+    let stats = diff.stats().ctx(|| "cannot compute diff stats".into())?;
+    let files = diff
+        .deltas()
+        .filter_map(|d| {
+            d.new_file()
+                .path()
+                .or_else(|| d.old_file().path())
+                .map(|p| p.to_string_lossy().into_owned())
+        })
+        .collect();
+    Ok(ChangeStats {
+        files,
+        insertions: stats.insertions(),
+        deletions: stats.deletions(),
+    })
+}
+
+/// Result of merging one commit into a branch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MergeOutcome {
+    /// The branch now points at this new merge commit (or fast-forwarded commit).
+    Merged(Oid),
+    /// Nothing to do: the commit is already contained in the branch.
+    UpToDate,
+    /// The merge would conflict on these paths; the branch was not moved.
+    Conflict(Vec<String>),
+}
+
+/// Merge `theirs` into `target` (a branch that exists) in memory, without any checkout.
+/// Creates a merge commit (or fast-forwards when `ff` is set and possible), moving the branch
+/// only if it still points where it did when we read it.
+pub fn merge_into_branch(
+    repo: &Repository,
+    target: &str,
+    theirs: Oid,
+    message: &str,
+    ff: bool,
+) -> Result<MergeOutcome> {
+    let refname = format!("refs/heads/{target}");
+    let ours = repo
+        .refname_to_id(&refname)
+        .ctx(|| format!("cannot read branch {target}"))?;
+    if ours == theirs || repo.graph_descendant_of(ours, theirs).unwrap_or(false) {
+        return Ok(MergeOutcome::UpToDate);
+    }
+    if ff && repo.graph_descendant_of(theirs, ours).unwrap_or(false) {
+        repo.reference_matching(&refname, theirs, true, ours, message)
+            .ctx(|| format!("cannot fast-forward {target}"))?;
+        return Ok(MergeOutcome::Merged(theirs));
+    }
+    match merge_commits(repo, ours, theirs, message)? {
+        Ok(commit) => {
+            repo.reference_matching(&refname, commit, true, ours, message)
+                .ctx(|| format!("cannot update {target}"))?;
+            Ok(MergeOutcome::Merged(commit))
+        }
+        Err(paths) => Ok(MergeOutcome::Conflict(paths)),
+    }
+}
+
+/// Create (without moving any ref) a merge commit of `ours` and `theirs`, or return the
+/// conflicting paths.
+pub fn merge_commits(
+    repo: &Repository,
+    ours: Oid,
+    theirs: Oid,
+    message: &str,
+) -> Result<std::result::Result<Oid, Vec<String>>> {
+    let oc = repo
+        .find_commit(ours)
+        .ctx(|| format!("cannot read {ours}"))?;
+    let tc = repo
+        .find_commit(theirs)
+        .ctx(|| format!("cannot read {theirs}"))?;
+    let mut opts = MergeOptions::new();
+    opts.find_renames(true);
+    let mut index = repo
+        .merge_commits(&oc, &tc, Some(&opts))
+        .ctx(|| "cannot merge in memory".into())?;
+    if index.has_conflicts() {
+        let mut paths: Vec<String> = index
+            .conflicts()
+            .ctx(|| "cannot list conflicts".into())?
+            .filter_map(|c| c.ok())
+            .filter_map(|c| c.our.or(c.their).or(c.ancestor))
+            .map(|e| String::from_utf8_lossy(&e.path).into_owned())
+            .collect();
+        paths.sort();
+        paths.dedup();
+        return Ok(Err(paths));
+    }
+    let tree_id = index
+        .write_tree_to(repo)
+        .ctx(|| "cannot write merged tree".into())?;
+    let tree = repo
+        .find_tree(tree_id)
+        .ctx(|| "cannot read merged tree".into())?;
+    let (author, committer) = signatures(repo)?;
+    let commit = repo
+        .commit(None, &author, &committer, message, &tree, &[&oc, &tc])
+        .ctx(|| "cannot write merge commit".into())?;
+    Ok(Ok(commit))
+}
+
+/// Where a branch is checked out, if anywhere: the worktree's directory.
+pub fn checked_out_at(repo: &Repository, branch: &str) -> Option<PathBuf> {
+    let refname = format!("refs/heads/{branch}");
+    let head_of = |r: &Repository| {
+        r.find_reference("HEAD")
+            .ok()
+            .and_then(|h| h.symbolic_target().ok().flatten().map(str::to_owned))
+    };
+    let main = if repo.is_worktree() {
+        repo.commondir()
+            .parent()
+            .and_then(|p| Repository::open(p).ok())
+    } else {
+        Repository::open(repo.path()).ok()
+    };
+    if let Some(main) = main
+        && head_of(&main).as_deref() == Some(refname.as_str())
+    {
+        return main.workdir().map(Path::to_path_buf);
+    }
+    for name in repo.worktrees().ok()?.iter().flatten().flatten() {
+        if let Ok(wt) = repo.find_worktree(name)
+            && let Ok(r) = Repository::open_from_worktree(&wt)
+            && head_of(&r).as_deref() == Some(refname.as_str())
+        {
+            return r.workdir().map(Path::to_path_buf);
+        }
+    }
+    None
+}
+
+/// Tracked files with uncommitted changes (staged or not) in the checkout at `path`.
+/// Untracked files are not counted: a safe checkout refuses to overwrite them anyway.
+pub fn dirty_paths(path: &Path) -> Result<Vec<String>> {
+    let repo = open(path)?;
+    let mut opts = git2::StatusOptions::new();
+    opts.include_untracked(false).include_ignored(false);
+    let statuses = repo
+        .statuses(Some(&mut opts))
+        .ctx(|| format!("cannot read status of {}", path.display()))?;
+    Ok(statuses
+        .iter()
+        .filter(|s| s.status() != git2::Status::CURRENT)
+        .filter_map(|s| s.path().ok().map(str::to_owned))
+        .collect())
+}
+
+/// What landing did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LandOutcome {
+    /// `into` was moved to this commit (and its checkout updated, if it has one).
+    Landed { commit: Oid, fast_forward: bool },
+    /// `into` already contained the result.
+    UpToDate,
+    /// `into` is checked out with uncommitted changes at `worktree`; nothing was touched.
+    DirtyCheckout {
+        worktree: PathBuf,
+        paths: Vec<String>,
+    },
+    /// `into` moved since the run started and merging the result into it conflicts.
+    Conflict(Vec<String>),
+    /// The checkout of `into` could not be updated safely (e.g. an untracked file would be
+    /// overwritten); nothing was touched.
+    CheckoutBlocked { worktree: PathBuf, message: String },
+}
+
+/// Land `result` on branch `into`: fast-forward when possible, otherwise a merge commit; never
+/// a force. A checkout of `into` is updated only when it has no uncommitted changes.
+pub fn land(repo: &Repository, into: &str, result: Oid, message: &str) -> Result<LandOutcome> {
+    let refname = format!("refs/heads/{into}");
+    let Some(old) = branch_tip(repo, into) else {
+        create_branch(repo, into, result)?;
+        return Ok(LandOutcome::Landed {
+            commit: result,
+            fast_forward: true,
+        });
+    };
+    if old == result || repo.graph_descendant_of(old, result).unwrap_or(false) {
+        return Ok(LandOutcome::UpToDate);
+    }
+    let checkout = checked_out_at(repo, into);
+    if let Some(wt) = &checkout {
+        let dirty = dirty_paths(wt)?;
+        if !dirty.is_empty() {
+            return Ok(LandOutcome::DirtyCheckout {
+                worktree: wt.clone(),
+                paths: dirty,
+            });
+        }
+    }
+    let fast_forward = repo.graph_descendant_of(result, old).unwrap_or(false);
+    let new = if fast_forward {
+        result
+    } else {
+        match merge_commits(repo, old, result, message)? {
+            Ok(c) => c,
+            Err(paths) => return Ok(LandOutcome::Conflict(paths)),
+        }
+    };
+    if let Some(wt) = &checkout {
+        let wrepo = open(wt)?;
+        let tree = wrepo
+            .find_commit(new)
+            .and_then(|c| c.tree())
+            .ctx(|| format!("cannot read {new}"))?;
+        let mut co = CheckoutBuilder::new();
+        co.safe();
+        if let Err(e) = wrepo.checkout_tree(tree.as_object(), Some(&mut co)) {
+            return Ok(LandOutcome::CheckoutBlocked {
+                worktree: wt.clone(),
+                message: e.message().to_string(),
+            });
+        }
+        wrepo
+            .reference_matching(&refname, new, true, old, message)
+            .ctx(|| format!("cannot update {into}"))?;
+        // Refresh the index so `git status` is clean after the checkout moved the files.
+        let mut index = wrepo.index().ctx(|| "cannot read index".into())?;
+        index
+            .read_tree(&tree)
+            .ctx(|| "cannot refresh index".into())?;
+        index.write().ctx(|| "cannot write index".into())?;
+    } else {
+        repo.reference_matching(&refname, new, true, old, message)
+            .ctx(|| format!("cannot update {into}"))?;
+    }
+    Ok(LandOutcome::Landed {
+        commit: new,
+        fast_forward,
+    })
+}
+
+/// True when every commit of `branch_tip` is reachable from `from`.
+pub fn is_merged(repo: &Repository, branch_tip: Oid, from: Oid) -> bool {
+    branch_tip == from || repo.graph_descendant_of(from, branch_tip).unwrap_or(false)
+}
+
+/// Delete a local branch if it exists. Returns whether it existed.
+pub fn delete_branch(repo: &Repository, name: &str) -> Result<bool> {
+    match repo.find_branch(name, BranchType::Local) {
+        Ok(mut b) => {
+            b.delete().ctx(|| format!("cannot delete branch {name}"))?;
+            Ok(true)
+        }
+        Err(_) => Ok(false),
+    }
+}
+
+/// Local branches whose names start with `prefix`.
+pub fn branches_with_prefix(repo: &Repository, prefix: &str) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for b in repo
+        .branches(Some(BranchType::Local))
+        .ctx(|| "cannot list branches".into())?
+    {
+        let (b, _) = b.ctx(|| "cannot read branch".into())?;
+        if let Ok(Some(name)) = b.name()
+            && name.starts_with(prefix)
+        {
+            out.push(name.to_owned());
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Files (blobs) in the tree of `commit`, as `/`-separated paths.
+pub fn tree_paths(repo: &Repository, commit: Oid) -> Result<Vec<String>> {
+    let tree = repo
+        .find_commit(commit)
+        .and_then(|c| c.tree())
+        .ctx(|| format!("cannot read tree of {commit}"))?;
+    let mut out = Vec::new();
+    tree.walk(git2::TreeWalkMode::PreOrder, |dir, entry| {
+        if entry.kind() == Some(git2::ObjectType::Blob) {
+            out.push(format!("{dir}{}", entry.name().unwrap_or_default()));
+        }
+        git2::TreeWalkResult::Ok
+    })
+    .ctx(|| "cannot walk tree".into())?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn git_dates() {
+        assert_eq!(
+            parse_git_date("@1700000000 +0100"),
+            Some(Time::new(1700000000, 60))
+        );
+        assert_eq!(
+            parse_git_date("1700000000 -0230"),
+            Some(Time::new(1700000000, -150))
+        );
+        assert_eq!(parse_git_date("1700000000"), Some(Time::new(1700000000, 0)));
+        assert_eq!(parse_git_date("yesterday"), None);
+    }
+}

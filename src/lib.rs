@@ -1,0 +1,18 @@
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+//! agent-farm: run a team of AI coding agents in parallel on one git repository.
+//!
+//! The pure core ([`plan`], [`ownership`], [`report`], [`record`]'s fold over [`events`]) is kept
+//! apart from the effectful shell ([`git`], [`runner`], [`cli`]).
+
+pub mod cli;
+pub mod error;
+pub mod events;
+pub mod git;
+pub mod lock;
+pub mod ownership;
+pub mod plan;
+pub mod record;
+pub mod report;
+pub mod reporter;
+pub mod runner;
+pub mod sim;

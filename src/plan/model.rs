@@ -1,0 +1,284 @@
+//! The plan as written in `farm.yaml` (raw, straight from serde) and as validated.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize, Serializer};
+
+/// A duration written as a human string in YAML (`"30m"`, `"1h 30m"`, `"500ms"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct HumanDuration(pub Duration);
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(&s)
+            .map(HumanDuration)
+            .map_err(|e| {
+                de::Error::custom(format!(
+                    "invalid duration `{s}`: {e} (write e.g. \"30s\", \"20m\", \"1h 30m\")"
+                ))
+            })
+    }
+}
+
+impl Serialize for HumanDuration {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(self.0).to_string())
+    }
+}
+
+/// A command: a string run through `sh -c`, or an argv list run directly.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommandSpec {
+    Shell(String),
+    Argv(Vec<String>),
+}
+
+impl CommandSpec {
+    pub fn argv(&self) -> Vec<String> {
+        match self {
+            CommandSpec::Shell(s) => vec!["sh".into(), "-c".into(), s.clone()],
+            CommandSpec::Argv(v) => v.clone(),
+        }
+    }
+    pub fn display(&self) -> String {
+        match self {
+            CommandSpec::Shell(s) => s.clone(),
+            CommandSpec::Argv(v) => v.join(" "),
+        }
+    }
+    pub fn is_empty(&self) -> bool {
+        match self {
+            CommandSpec::Shell(s) => s.trim().is_empty(),
+            CommandSpec::Argv(v) => v.is_empty(),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for CommandSpec {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = CommandSpec;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a shell command string or a list of arguments")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<CommandSpec, E> {
+                Ok(CommandSpec::Shell(v.to_owned()))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<CommandSpec, A::Error> {
+                let mut out = Vec::new();
+                while let Some(s) = seq.next_element::<String>()? {
+                    out.push(s);
+                }
+                Ok(CommandSpec::Argv(out))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl Serialize for CommandSpec {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            CommandSpec::Shell(v) => s.serialize_str(v),
+            CommandSpec::Argv(v) => v.serialize(s),
+        }
+    }
+}
+
+/// Which agent CLI to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Preset {
+    /// `claude -p {prompt}`
+    #[default]
+    Claude,
+    /// agent-farm's built-in simulated agent (`agent-farm sim-agent {prompt}`).
+    Sim,
+    /// `agent.command`, an argv with placeholders.
+    Custom,
+}
+
+impl fmt::Display for Preset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Preset::Claude => "claude",
+            Preset::Sim => "sim",
+            Preset::Custom => "custom",
+        })
+    }
+}
+
+impl std::str::FromStr for Preset {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "claude" => Ok(Preset::Claude),
+            "sim" => Ok(Preset::Sim),
+            "custom" => Ok(Preset::Custom),
+            other => Err(format!(
+                "unknown agent preset `{other}` (expected claude, sim or custom)"
+            )),
+        }
+    }
+}
+
+pub const DEFAULT_MAX_PARALLEL: usize = 5;
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(10);
+pub const DEFAULT_RETRY_BACKOFF: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAgent {
+    #[serde(default)]
+    pub preset: Preset,
+    /// Program to run for a preset instead of its default name (e.g. an absolute path to `claude`).
+    pub program: Option<String>,
+    /// Full argv for the `custom` preset, with placeholders.
+    pub command: Option<Vec<String>>,
+    /// Extra arguments appended to the preset's argv.
+    #[serde(default)]
+    pub args: Vec<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    pub timeout: Option<HumanDuration>,
+    pub grace: Option<HumanDuration>,
+    pub retries: Option<u32>,
+    pub retry_backoff: Option<HumanDuration>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPrepare {
+    #[serde(default)]
+    pub copy: Vec<String>,
+    #[serde(default)]
+    pub setup: Vec<CommandSpec>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDomain {
+    pub name: String,
+    pub prompt: Option<String>,
+    pub prompt_file: Option<PathBuf>,
+    #[serde(default)]
+    pub owns: Vec<String>,
+    #[serde(default)]
+    pub depends_on: Vec<String>,
+    #[serde(default)]
+    pub priority: i32,
+    pub timeout: Option<HumanDuration>,
+    pub verify: Option<CommandSpec>,
+    #[serde(default)]
+    pub setup: Vec<CommandSpec>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPlan {
+    pub version: u32,
+    pub base: Option<String>,
+    pub into: Option<String>,
+    pub max_parallel: Option<usize>,
+    pub worktree_root: Option<PathBuf>,
+    #[serde(default)]
+    pub agent: RawAgent,
+    #[serde(default)]
+    pub prepare: RawPrepare,
+    pub verify: Option<CommandSpec>,
+    pub domains: Vec<RawDomain>,
+}
+
+/// How agents are launched, with every default filled in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentConfig {
+    pub preset: Preset,
+    pub program: Option<String>,
+    pub command: Option<Vec<String>>,
+    pub args: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    #[serde(with = "humantime_serde_compat")]
+    pub timeout: Duration,
+    #[serde(with = "humantime_serde_compat")]
+    pub grace: Duration,
+    pub retries: u32,
+    #[serde(with = "humantime_serde_compat")]
+    pub retry_backoff: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Domain {
+    pub name: String,
+    /// The prompt text, read from `prompt_file` when that was given.
+    pub prompt: String,
+    pub prompt_file: Option<PathBuf>,
+    pub owns: Vec<String>,
+    pub depends_on: Vec<String>,
+    pub priority: i32,
+    #[serde(with = "opt_duration")]
+    pub timeout: Option<Duration>,
+    pub verify: Option<CommandSpec>,
+    pub setup: Vec<CommandSpec>,
+    /// 1-based line in the plan file where this domain is declared, for error messages.
+    pub line: Option<usize>,
+}
+
+/// A validated plan: every reference resolved, every default applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    pub source: PathBuf,
+    pub base: Option<String>,
+    pub into: Option<String>,
+    pub max_parallel: usize,
+    pub worktree_root: Option<PathBuf>,
+    pub agent: AgentConfig,
+    pub copy: Vec<String>,
+    pub setup: Vec<CommandSpec>,
+    pub verify: Option<CommandSpec>,
+    pub domains: Vec<Domain>,
+}
+
+impl Plan {
+    pub fn domain(&self, name: &str) -> Option<&Domain> {
+        self.domains.iter().find(|d| d.name == name)
+    }
+    /// The timeout for one attempt of `domain`.
+    pub fn timeout_for(&self, domain: &Domain) -> Duration {
+        domain.timeout.unwrap_or(self.agent.timeout)
+    }
+}
+
+pub(crate) mod humantime_serde_compat {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+mod opt_duration {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_some(&humantime::format_duration(*d).to_string()),
+            None => s.serialize_none(),
+        }
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        let s = Option::<String>::deserialize(d)?;
+        s.map(|s| humantime::parse_duration(&s).map_err(serde::de::Error::custom))
+            .transpose()
+    }
+}

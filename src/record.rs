@@ -1,0 +1,538 @@
+//! The durable run record: everything known about a run, folded from its events and written
+//! atomically to `<git-dir>/agent-farm/runs/<run-id>/run.json` after every change.
+//!
+//! Layout of a run directory:
+//! ```text
+//! <common-git-dir>/agent-farm/runs/<run-id>/
+//!   run.json                  the record (this module)
+//!   events.jsonl              every event, one JSON object per line
+//!   report.json               the final report
+//!   lock                      pid of the process driving the run
+//!   verify.log                output of the verify command on the merged result
+//!   <domain>/<domain>-output.log   agent stdout+stderr, all attempts
+//!   <domain>/<domain>-setup.log    setup commands' output
+//!   <domain>/<domain>-verify.log   the domain's own verify output
+//!   <domain>/<domain>-result.json  the domain's final state
+//! ```
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::events::{AttemptEnd, DomainStatus, FarmEvent, Timed};
+use crate::plan::Plan;
+
+pub const RECORD_VERSION: u32 = 1;
+
+/// Where a run keeps its files.
+#[derive(Debug, Clone)]
+pub struct RunPaths {
+    pub dir: PathBuf,
+}
+
+impl RunPaths {
+    pub fn runs_root(common_dir: &Path) -> PathBuf {
+        common_dir.join("agent-farm").join("runs")
+    }
+    pub fn new(common_dir: &Path, run_id: &str) -> Self {
+        RunPaths {
+            dir: Self::runs_root(common_dir).join(run_id),
+        }
+    }
+    pub fn record(&self) -> PathBuf {
+        self.dir.join("run.json")
+    }
+    pub fn events(&self) -> PathBuf {
+        self.dir.join("events.jsonl")
+    }
+    pub fn report(&self) -> PathBuf {
+        self.dir.join("report.json")
+    }
+    pub fn lock(&self) -> PathBuf {
+        self.dir.join("lock")
+    }
+    pub fn verify_log(&self) -> PathBuf {
+        self.dir.join("verify.log")
+    }
+    pub fn domain_dir(&self, domain: &str) -> PathBuf {
+        self.dir.join(domain)
+    }
+    pub fn domain_file(&self, domain: &str, what: &str) -> PathBuf {
+        self.domain_dir(domain).join(format!("{domain}-{what}"))
+    }
+    pub fn output_log(&self, domain: &str) -> PathBuf {
+        self.domain_file(domain, "output.log")
+    }
+    pub fn setup_log(&self, domain: &str) -> PathBuf {
+        self.domain_file(domain, "setup.log")
+    }
+    pub fn domain_verify_log(&self, domain: &str) -> PathBuf {
+        self.domain_file(domain, "verify.log")
+    }
+    pub fn result(&self, domain: &str) -> PathBuf {
+        self.domain_file(domain, "result.json")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    Running,
+    Merging,
+    Verifying,
+    Landing,
+    Cleaning,
+    Finished,
+    Interrupted,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attempt {
+    pub number: u32,
+    pub pid: Option<u32>,
+    pub started_ms: u64,
+    pub ended_ms: Option<u64>,
+    pub end: Option<AttemptEnd>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DomainRecord {
+    pub name: String,
+    pub status: DomainStatus,
+    pub reason: Option<String>,
+    pub branch: String,
+    pub worktree: PathBuf,
+    /// Name of git's administrative entry (`.git/worktrees/<admin>`).
+    pub worktree_admin: String,
+    pub worktree_created: bool,
+    pub worktree_removed: bool,
+    pub branch_deleted: bool,
+    pub start_commit: Option<String>,
+    pub head: Option<String>,
+    pub merge_commit: Option<String>,
+    pub attempts: Vec<Attempt>,
+    pub files: Vec<String>,
+    pub insertions: usize,
+    pub deletions: usize,
+    pub conflict_paths: Vec<String>,
+    pub started_ms: Option<u64>,
+    pub ended_ms: Option<u64>,
+}
+
+impl DomainRecord {
+    /// Time spent running agent processes, over all attempts.
+    pub fn agent_ms(&self) -> u64 {
+        self.attempts
+            .iter()
+            .filter_map(|a| a.ended_ms.map(|e| e.saturating_sub(a.started_ms)))
+            .sum()
+    }
+    /// Time from preparation start to the end of the domain's work (worktree, setup, agent, commit).
+    pub fn busy_ms(&self) -> u64 {
+        match (self.started_ms, self.ended_ms) {
+            (Some(s), Some(e)) => e.saturating_sub(s),
+            _ => 0,
+        }
+    }
+    pub fn last_exit_code(&self) -> Option<i32> {
+        self.attempts
+            .last()
+            .and_then(|a| a.end.as_ref())
+            .and_then(AttemptEnd::exit_code)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerifyRecord {
+    pub commit: String,
+    pub passed: Option<bool>,
+    pub end: Option<AttemptEnd>,
+    pub duration_ms: Option<u64>,
+    pub log: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LandRecord {
+    pub landed: bool,
+    pub commit: Option<String>,
+    pub fast_forward: bool,
+    pub reason: Option<String>,
+    pub command: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunOptions {
+    pub jobs: usize,
+    pub fail_fast: bool,
+    pub keep_worktrees: bool,
+    pub no_merge: bool,
+    pub deadline_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub version: u32,
+    pub run_id: String,
+    pub pid: u32,
+    pub repo: PathBuf,
+    pub common_dir: PathBuf,
+    pub plan: Plan,
+    pub base: String,
+    pub base_commit: String,
+    pub into: String,
+    pub integration_branch: String,
+    pub worktree_root: PathBuf,
+    pub options: RunOptions,
+    pub phase: Phase,
+    pub started_ms: u64,
+    pub finished_ms: Option<u64>,
+    pub domains: BTreeMap<String, DomainRecord>,
+    pub integration_commit: Option<String>,
+    pub verify: Option<VerifyRecord>,
+    pub land: Option<LandRecord>,
+    pub warnings: Vec<String>,
+    pub interrupted: Option<String>,
+    pub exit_code: Option<i32>,
+}
+
+pub fn branch_name(run_id: &str, domain: &str) -> String {
+    format!("farm/{run_id}/{domain}")
+}
+
+pub fn integration_branch(run_id: &str) -> String {
+    format!("farm/{run_id}/integration")
+}
+
+pub fn worktree_admin(run_id: &str, domain: &str) -> String {
+    format!("farm-{run_id}-{domain}")
+}
+
+impl RunRecord {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        run_id: String,
+        repo: PathBuf,
+        common_dir: PathBuf,
+        plan: Plan,
+        base: String,
+        base_commit: String,
+        into: String,
+        worktree_root: PathBuf,
+        options: RunOptions,
+    ) -> Self {
+        let domains = plan
+            .domains
+            .iter()
+            .map(|d| {
+                (
+                    d.name.clone(),
+                    DomainRecord {
+                        name: d.name.clone(),
+                        status: DomainStatus::Pending,
+                        reason: None,
+                        branch: branch_name(&run_id, &d.name),
+                        worktree: worktree_root.join(&run_id).join(&d.name),
+                        worktree_admin: worktree_admin(&run_id, &d.name),
+                        worktree_created: false,
+                        worktree_removed: false,
+                        branch_deleted: false,
+                        start_commit: None,
+                        head: None,
+                        merge_commit: None,
+                        attempts: Vec::new(),
+                        files: Vec::new(),
+                        insertions: 0,
+                        deletions: 0,
+                        conflict_paths: Vec::new(),
+                        started_ms: None,
+                        ended_ms: None,
+                    },
+                )
+            })
+            .collect();
+        RunRecord {
+            version: RECORD_VERSION,
+            integration_branch: integration_branch(&run_id),
+            run_id,
+            pid: std::process::id(),
+            repo,
+            common_dir,
+            plan,
+            base,
+            base_commit,
+            into,
+            worktree_root,
+            options,
+            phase: Phase::Running,
+            started_ms: crate::events::now_ms(),
+            finished_ms: None,
+            domains,
+            integration_commit: None,
+            verify: None,
+            land: None,
+            warnings: Vec::new(),
+            interrupted: None,
+            exit_code: None,
+        }
+    }
+
+    pub fn paths(&self) -> RunPaths {
+        RunPaths::new(&self.common_dir, &self.run_id)
+    }
+
+    pub fn domain(&self, name: &str) -> Option<&DomainRecord> {
+        self.domains.get(name)
+    }
+
+    /// Fold one event into the record. This is the only way run state changes.
+    pub fn apply(&mut self, ev: &Timed) {
+        use FarmEvent::*;
+        let at = ev.at_ms;
+        match &ev.event {
+            RunStarted { .. } => {}
+            DomainPreparing {
+                domain,
+                start_commit,
+            } => {
+                if let Some(d) = self.domains.get_mut(domain) {
+                    d.status = DomainStatus::Preparing;
+                    d.start_commit = Some(start_commit.clone());
+                    d.started_ms = Some(at);
+                }
+            }
+            WorktreeReady { domain, .. } => {
+                if let Some(d) = self.domains.get_mut(domain) {
+                    d.worktree_created = true;
+                }
+            }
+            AgentStarted {
+                domain,
+                attempt,
+                pid,
+            } => {
+                if let Some(d) = self.domains.get_mut(domain) {
+                    d.status = DomainStatus::Running;
+                    d.attempts.push(Attempt {
+                        number: *attempt,
+                        pid: Some(*pid),
+                        started_ms: at,
+                        ended_ms: None,
+                        end: None,
+                    });
+                }
+            }
+            AgentFinished {
+                domain,
+                attempt,
+                end,
+                ..
+            } => {
+                if let Some(d) = self.domains.get_mut(domain) {
+                    match d.attempts.iter_mut().find(|a| a.number == *attempt) {
+                        Some(a) => {
+                            a.ended_ms = Some(at);
+                            a.end = Some(end.clone());
+                        }
+                        // A spawn failure has no AgentStarted.
+                        None => d.attempts.push(Attempt {
+                            number: *attempt,
+                            pid: None,
+                            started_ms: at,
+                            ended_ms: Some(at),
+                            end: Some(end.clone()),
+                        }),
+                    }
+                }
+            }
+            AgentRetrying { .. } => {}
+            Committed { domain, commit, .. } => {
+                if let Some(d) = self.domains.get_mut(domain) {
+                    d.head = Some(commit.clone());
+                }
+            }
+            DomainFinished {
+                domain,
+                status,
+                reason,
+                head,
+                files,
+                insertions,
+                deletions,
+            } => {
+                if let Some(d) = self.domains.get_mut(domain) {
+                    d.status = *status;
+                    d.reason = reason.clone();
+                    if head.is_some() {
+                        d.head = head.clone();
+                    }
+                    d.files = files.clone();
+                    d.insertions = *insertions;
+                    d.deletions = *deletions;
+                    d.ended_ms = Some(at);
+                }
+            }
+            DomainSkipped { domain, reason } => {
+                if let Some(d) = self.domains.get_mut(domain) {
+                    d.status = DomainStatus::Skipped;
+                    d.reason = Some(reason.clone());
+                }
+            }
+            Merged { domain, commit } => {
+                if let Some(d) = self.domains.get_mut(domain) {
+                    d.status = DomainStatus::Merged;
+                    d.merge_commit = commit.clone();
+                }
+                if let Some(c) = commit {
+                    self.integration_commit = Some(c.clone());
+                }
+            }
+            Conflict { domain, paths } => {
+                if let Some(d) = self.domains.get_mut(domain) {
+                    d.status = DomainStatus::Conflicted;
+                    d.conflict_paths = paths.clone();
+                    d.reason = Some(format!("merge conflict in {}", paths.join(", ")));
+                }
+            }
+            VerifyStarted { commit } => {
+                self.phase = Phase::Verifying;
+                self.verify = Some(VerifyRecord {
+                    commit: commit.clone(),
+                    passed: None,
+                    end: None,
+                    duration_ms: None,
+                    log: None,
+                });
+            }
+            VerifyFinished {
+                passed,
+                end,
+                duration_ms,
+                log,
+            } => {
+                if let Some(v) = self.verify.as_mut() {
+                    v.passed = Some(*passed);
+                    v.end = Some(end.clone());
+                    v.duration_ms = Some(*duration_ms);
+                    v.log = Some(log.clone());
+                }
+            }
+            Landed {
+                commit,
+                fast_forward,
+                ..
+            } => {
+                self.land = Some(LandRecord {
+                    landed: true,
+                    commit: Some(commit.clone()),
+                    fast_forward: *fast_forward,
+                    reason: None,
+                    command: None,
+                });
+            }
+            NotLanded {
+                reason, command, ..
+            } => {
+                self.land = Some(LandRecord {
+                    landed: false,
+                    commit: None,
+                    fast_forward: false,
+                    reason: Some(reason.clone()),
+                    command: command.clone(),
+                });
+            }
+            WorktreeRemoved { domain } => {
+                if let Some(d) = self.domains.get_mut(domain) {
+                    d.worktree_removed = true;
+                }
+            }
+            BranchDeleted { branch } => {
+                if let Some(d) = self.domains.values_mut().find(|d| &d.branch == branch) {
+                    d.branch_deleted = true;
+                }
+            }
+            BranchKept { .. } => {}
+            Warning { domain, message } => self.warnings.push(match domain {
+                Some(d) => format!("{d}: {message}"),
+                None => message.clone(),
+            }),
+            Interrupted { reason } => {
+                self.interrupted = Some(reason.clone());
+                self.phase = Phase::Interrupted;
+            }
+            RunFinished { exit_code } => {
+                self.exit_code = Some(*exit_code);
+                self.finished_ms = Some(at);
+                if self.phase != Phase::Interrupted {
+                    self.phase = Phase::Finished;
+                }
+            }
+        }
+    }
+
+    /// Write the record atomically (temp file in the same directory, fsync, rename).
+    pub fn save(&self) -> std::io::Result<()> {
+        let path = self.paths().record();
+        write_json_atomic(&path, self)
+    }
+
+    pub fn load(path: &Path) -> std::io::Result<RunRecord> {
+        let text = std::fs::read(path)?;
+        serde_json::from_slice(&text).map_err(|e| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("{}: {e}", path.display()),
+            )
+        })
+    }
+}
+
+pub fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    serde_json::to_writer_pretty(&mut tmp, value).map_err(std::io::Error::other)?;
+    tmp.write_all(b"\n")?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+/// A fresh run id: sortable by time, unique enough for one repository.
+pub fn new_run_id() -> String {
+    let now = std::time::SystemTime::now();
+    let stamp = humantime::format_rfc3339_seconds(now).to_string(); // 2026-11-25T11:30:31Z
+    let digits: String = stamp.chars().filter(|c| c.is_ascii_digit()).collect();
+    let nanos = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let salt = (nanos ^ std::process::id().rotate_left(16)) & 0xffff;
+    format!("{}-{}-{salt:04x}", &digits[..8], &digits[8..14])
+}
+
+/// Every recorded run id in the repository, oldest first.
+pub fn list_runs(common_dir: &Path) -> Vec<String> {
+    let mut out: Vec<String> = std::fs::read_dir(RunPaths::runs_root(common_dir))
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().join("run.json").is_file())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect();
+    out.sort();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_ids_sort_by_time() {
+        let id = new_run_id();
+        assert_eq!(id.len(), "20261125-113031-abcd".len(), "{id}");
+        assert!(crate::plan::check_name(&id).is_ok());
+    }
+}

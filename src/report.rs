@@ -1,0 +1,302 @@
+//! The run report: per-domain rows and measured run metrics, computed from the run record alone
+//! (pure), rendered as text or JSON.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::exit;
+use crate::events::DomainStatus;
+use crate::plan::schedule;
+use crate::record::{Phase, RunRecord};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DomainRow {
+    pub domain: String,
+    pub status: DomainStatus,
+    pub attempts: usize,
+    pub exit_code: Option<i32>,
+    pub duration_ms: u64,
+    pub agent_ms: u64,
+    pub files_changed: usize,
+    pub insertions: usize,
+    pub deletions: usize,
+    pub merged: bool,
+    pub reason: Option<String>,
+    pub branch: String,
+    pub branch_kept: bool,
+    pub conflict_paths: Vec<String>,
+    pub log: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Metrics {
+    /// Wall time of the whole run, start to finish (or to now while running).
+    pub wall_ms: u64,
+    /// Sum over domains of the time each spent working (worktree, setup, agent, commit).
+    pub busy_ms: u64,
+    /// Sum of agent process run times over all attempts.
+    pub agent_ms: u64,
+    /// busy / wall: how many domains' worth of work was done per unit of wall time.
+    pub speedup: f64,
+    /// busy / (slots × wall), slots = min(jobs, domains).
+    pub utilization: f64,
+    /// lower bound / wall, lower bound = max(critical path, busy / slots).
+    pub parallel_efficiency: f64,
+    pub critical_path: Vec<String>,
+    pub critical_path_ms: u64,
+    /// The domain that contributed most to the critical path.
+    pub bottleneck: Option<String>,
+    pub jobs: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub run_id: String,
+    pub phase: Phase,
+    pub base: String,
+    pub into: String,
+    pub integration_branch: String,
+    pub domains: Vec<DomainRow>,
+    pub metrics: Metrics,
+    pub verify: Option<String>,
+    pub landed: Option<bool>,
+    pub land_message: Option<String>,
+    pub land_command: Option<String>,
+    pub warnings: Vec<String>,
+    pub exit_code: i32,
+}
+
+/// The exit code a run's record calls for (highest applicable wins; see README "Exit codes").
+pub fn exit_code(rec: &RunRecord) -> i32 {
+    let mut code = exit::OK;
+    if rec.land.as_ref().is_some_and(|l| !l.landed) {
+        code = code.max(exit::NOT_LANDED);
+    }
+    let statuses = || rec.domains.values().map(|d| d.status);
+    if statuses().any(|s| s.is_failure() || !s.is_terminal()) {
+        code = code.max(exit::DOMAINS_FAILED);
+    }
+    if !rec.options.no_merge && statuses().any(|s| s == DomainStatus::Succeeded) {
+        // Finished but not merged (a merge error): the work is not in the result.
+        code = code.max(exit::DOMAINS_FAILED);
+    }
+    if statuses().any(|s| s == DomainStatus::Conflicted) {
+        code = code.max(exit::CONFLICT);
+    }
+    if rec.verify.as_ref().and_then(|v| v.passed) == Some(false) {
+        code = code.max(exit::VERIFY_FAILED);
+    }
+    if rec.interrupted.is_some() {
+        code = exit::INTERRUPTED;
+    }
+    code
+}
+
+pub fn build(rec: &RunRecord, now_ms: u64) -> Report {
+    let end = rec.finished_ms.unwrap_or(now_ms);
+    let wall_ms = end.saturating_sub(rec.started_ms);
+    let paths = rec.paths();
+    let domains: Vec<DomainRow> = rec
+        .plan
+        .domains
+        .iter()
+        .filter_map(|d| rec.domain(&d.name))
+        .map(|d| DomainRow {
+            domain: d.name.clone(),
+            status: d.status,
+            attempts: d.attempts.len(),
+            exit_code: d.last_exit_code(),
+            duration_ms: d.busy_ms(),
+            agent_ms: d.agent_ms(),
+            files_changed: d.files.len(),
+            insertions: d.insertions,
+            deletions: d.deletions,
+            merged: d.status == DomainStatus::Merged,
+            reason: d.reason.clone(),
+            branch: d.branch.clone(),
+            branch_kept: !d.branch_deleted && d.start_commit.is_some(),
+            conflict_paths: d.conflict_paths.clone(),
+            log: paths.output_log(&d.name).display().to_string(),
+        })
+        .collect();
+    let busy_ms: u64 = domains.iter().map(|d| d.duration_ms).sum();
+    let agent_ms: u64 = domains.iter().map(|d| d.agent_ms).sum();
+    let started = domains.iter().filter(|d| d.duration_ms > 0).count().max(1);
+    let slots = rec.options.jobs.clamp(1, started);
+    let (critical_path, cp) = schedule::critical_path(&rec.plan.domains, |n| {
+        rec.domain(n).map_or(0.0, |d| d.busy_ms() as f64)
+    });
+    let bottleneck = critical_path
+        .iter()
+        .max_by_key(|n| rec.domain(n).map_or(0, |d| d.busy_ms()))
+        .cloned()
+        .filter(|_| cp > 0.0);
+    let wall = wall_ms.max(1) as f64;
+    let lower = (cp).max(busy_ms as f64 / slots as f64);
+    let metrics = Metrics {
+        wall_ms,
+        busy_ms,
+        agent_ms,
+        speedup: busy_ms as f64 / wall,
+        utilization: busy_ms as f64 / (slots as f64 * wall),
+        parallel_efficiency: lower / wall,
+        critical_path,
+        critical_path_ms: cp as u64,
+        bottleneck,
+        jobs: rec.options.jobs,
+    };
+    let verify = rec.verify.as_ref().map(|v| match (v.passed, &v.end) {
+        (Some(true), _) => "passed".to_string(),
+        (Some(false), Some(e)) => format!("failed ({})", e.describe()),
+        (Some(false), None) => "failed".to_string(),
+        (None, _) => "running".to_string(),
+    });
+    Report {
+        run_id: rec.run_id.clone(),
+        phase: rec.phase,
+        base: rec.base.clone(),
+        into: rec.into.clone(),
+        integration_branch: rec.integration_branch.clone(),
+        domains,
+        metrics,
+        verify,
+        landed: rec.land.as_ref().map(|l| l.landed),
+        land_message: rec.land.as_ref().map(|l| match (&l.commit, &l.reason) {
+            (Some(c), _) => format!(
+                "landed on `{}` at {} ({})",
+                rec.into,
+                &c[..c.len().min(12)],
+                if l.fast_forward {
+                    "fast-forward"
+                } else {
+                    "merge commit"
+                }
+            ),
+            (None, Some(r)) => r.clone(),
+            (None, None) => String::new(),
+        }),
+        land_command: rec.land.as_ref().and_then(|l| l.command.clone()),
+        warnings: rec.warnings.clone(),
+        exit_code: rec.exit_code.unwrap_or_else(|| exit_code(rec)),
+    }
+}
+
+pub fn fmt_ms(ms: u64) -> String {
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else if ms < 60_000 {
+        format!("{:.1}s", ms as f64 / 1000.0)
+    } else {
+        let s = ms / 1000;
+        format!("{}m{:02}s", s / 60, s % 60)
+    }
+}
+
+impl Report {
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        out.push_str(&format!(
+            "run {}  ({} → {}, {})\n\n",
+            self.run_id,
+            self.base,
+            self.into,
+            match self.phase {
+                Phase::Finished => "finished",
+                Phase::Interrupted => "interrupted",
+                _ => "in progress",
+            }
+        ));
+        let header = [
+            "DOMAIN", "STATUS", "TRIES", "EXIT", "TIME", "FILES", "+/-", "RESULT",
+        ];
+        let rows: Vec<[String; 8]> = self
+            .domains
+            .iter()
+            .map(|d| {
+                [
+                    d.domain.clone(),
+                    d.status.to_string(),
+                    d.attempts.to_string(),
+                    d.exit_code.map_or("-".into(), |c| c.to_string()),
+                    fmt_ms(d.duration_ms),
+                    d.files_changed.to_string(),
+                    format!("+{}/-{}", d.insertions, d.deletions),
+                    match (&d.status, &d.reason) {
+                        (DomainStatus::Merged, _) => "merged".to_string(),
+                        (_, Some(r)) => r.clone(),
+                        (s, None) => s.to_string(),
+                    },
+                ]
+            })
+            .collect();
+        let mut widths = header.map(str::len);
+        for r in &rows {
+            for (i, c) in r.iter().enumerate().take(7) {
+                widths[i] = widths[i].max(c.chars().count());
+            }
+        }
+        let line = |cells: Vec<&str>| {
+            let mut s = String::new();
+            for (i, c) in cells.iter().enumerate() {
+                if i < 7 {
+                    s.push_str(&format!("{c:<w$}  ", w = widths[i]));
+                } else {
+                    s.push_str(c);
+                }
+            }
+            s.trim_end().to_string() + "\n"
+        };
+        out.push_str(&line(header.to_vec()));
+        for r in &rows {
+            out.push_str(&line(r.iter().map(String::as_str).collect()));
+        }
+        let m = &self.metrics;
+        out.push_str(&format!(
+            "\nwall {}  ·  work {} (agents {})  ·  speedup {:.2}×  ·  utilization {:.0}% of {} slot(s)  ·  efficiency {:.0}% of the bound\n",
+            fmt_ms(m.wall_ms),
+            fmt_ms(m.busy_ms),
+            fmt_ms(m.agent_ms),
+            m.speedup,
+            m.utilization * 100.0,
+            m.jobs,
+            m.parallel_efficiency * 100.0,
+        ));
+        if !m.critical_path.is_empty() {
+            out.push_str(&format!(
+                "critical path {} ({}){}\n",
+                m.critical_path.join(" → "),
+                fmt_ms(m.critical_path_ms),
+                m.bottleneck
+                    .as_ref()
+                    .map(|b| format!("  ·  bottleneck: {b}"))
+                    .unwrap_or_default()
+            ));
+        }
+        if let Some(v) = &self.verify {
+            out.push_str(&format!("verify: {v}\n"));
+        }
+        if let Some(msg) = &self.land_message {
+            out.push_str(&format!("result: {msg}\n"));
+        }
+        if let Some(cmd) = &self.land_command {
+            out.push_str(&format!("to land it yourself: {cmd}\n"));
+        }
+        let kept: Vec<&DomainRow> = self
+            .domains
+            .iter()
+            .filter(|d| d.branch_kept && d.status != DomainStatus::Merged)
+            .collect();
+        if !kept.is_empty() {
+            out.push_str("kept branches:\n");
+            for d in kept {
+                out.push_str(&format!(
+                    "  {}  ({}; `git log {}`, log: {})\n",
+                    d.branch, d.status, d.branch, d.log
+                ));
+            }
+        }
+        for w in &self.warnings {
+            out.push_str(&format!("warning: {w}\n"));
+        }
+        out
+    }
+}

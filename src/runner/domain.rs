@@ -1,0 +1,373 @@
+//! Running one domain end to end in its own worktree: create the branch and worktree, copy
+//! files, run setup, run the agent with retries, commit after every attempt, run the domain's
+//! verify. This is the unit a remote worker would run on its own; it reports only through
+//! events and never touches the run record or other domains.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use super::agent::{self, Vars};
+use super::process::{self, Cancel, CancelRx, ProcSpec};
+use crate::events::{AttemptEnd, DomainStatus, FarmEvent, Timed, now_ms};
+use crate::git;
+use crate::plan::{AgentConfig, CommandSpec, Domain};
+use crate::record::RunPaths;
+
+/// Everything needed to run one domain.
+#[derive(Debug, Clone)]
+pub struct DomainJob {
+    pub run_id: String,
+    pub domain: Domain,
+    pub repo_dir: PathBuf,
+    pub common_dir: PathBuf,
+    pub paths: RunPaths,
+    pub branch: String,
+    pub worktree: PathBuf,
+    pub worktree_admin: String,
+    pub start_commit: git2::Oid,
+    pub agent: AgentConfig,
+    pub timeout: Duration,
+    pub retries: u32,
+    pub copy: Vec<String>,
+    pub setup: Vec<CommandSpec>,
+    pub self_exe: PathBuf,
+}
+
+struct Emitter {
+    tx: mpsc::Sender<Timed>,
+}
+
+impl Emitter {
+    async fn send(&self, event: FarmEvent) {
+        // The dispatcher outlives every domain task; a closed channel means it is shutting down.
+        let _ = self
+            .tx
+            .send(Timed {
+                at_ms: now_ms(),
+                event,
+            })
+            .await;
+    }
+}
+
+fn commit_message(job: &DomainJob, attempt: u32, end: &AttemptEnd) -> String {
+    let first = job
+        .domain
+        .prompt
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("");
+    let mut summary: String = first.trim().chars().take(60).collect();
+    if first.trim().chars().count() > 60 {
+        summary.push('…');
+    }
+    let outcome = if end.success() {
+        "success".to_string()
+    } else {
+        end.describe()
+    };
+    format!(
+        "farm({domain}): {summary}\n\nWork of agent-farm domain `{domain}`, attempt {attempt}, run {run}: {outcome}.\n\nFarm-Run: {run}\nFarm-Domain: {domain}\nFarm-Attempt: {attempt}\nFarm-Outcome: {outcome}\n",
+        domain = job.domain.name,
+        run = job.run_id,
+    )
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, git::GitError> + Send + 'static,
+) -> Result<T, String> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(e) => Err(format!("internal error: {e}")),
+    }
+}
+
+fn prepare_worktree(job: &DomainJob) -> Result<(), git::GitError> {
+    let repo = git::open(&job.repo_dir)?;
+    if git::branch_exists(&repo, &job.branch) {
+        return Err(git::GitError::Other(format!(
+            "branch {} already exists",
+            job.branch
+        )));
+    }
+    git::create_branch(&repo, &job.branch, job.start_commit)?;
+    git::add_worktree(&repo, &job.worktree_admin, &job.worktree, &job.branch)?;
+    for rel in &job.copy {
+        let from = job.repo_dir.join(rel);
+        let to = job.worktree.join(rel);
+        if let Some(p) = to.parent() {
+            std::fs::create_dir_all(p).map_err(|source| git::GitError::Io {
+                context: format!("cannot create {}", p.display()),
+                source,
+            })?;
+        }
+        std::fs::copy(&from, &to).map_err(|source| git::GitError::Io {
+            context: format!("cannot copy {} into the worktree", from.display()),
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+/// Run the domain; the last event sent is always `DomainFinished`.
+pub async fn run(job: DomainJob, tx: mpsc::Sender<Timed>, mut cancel: CancelRx) {
+    let em = Emitter { tx };
+    let name = job.domain.name.clone();
+    let finish = |status: DomainStatus, reason: Option<String>| FarmEvent::DomainFinished {
+        domain: name.clone(),
+        status,
+        reason,
+        head: None,
+        files: Vec::new(),
+        insertions: 0,
+        deletions: 0,
+    };
+    let already = cancel.borrow().clone();
+    if let Some(c) = already {
+        em.send(finish(
+            DomainStatus::Cancelled,
+            Some(format!("not started: {}", c.reason)),
+        ))
+        .await;
+        return;
+    }
+    let j = job.clone();
+    if let Err(e) = blocking(move || prepare_worktree(&j)).await {
+        em.send(finish(DomainStatus::Failed, Some(format!("worktree: {e}"))))
+            .await;
+        return;
+    }
+    em.send(FarmEvent::WorktreeReady {
+        domain: name.clone(),
+        path: job.worktree.display().to_string(),
+        branch: job.branch.clone(),
+    })
+    .await;
+
+    let vars = Vars {
+        prompt: &job.domain.prompt,
+        domain: &name,
+        worktree: &job.worktree,
+        run_id: &job.run_id,
+        branch: &job.branch,
+    };
+    let env = agent::env(&job.agent, &vars);
+    let spec_for = |argv: Vec<String>, log: PathBuf| ProcSpec {
+        argv,
+        cwd: job.worktree.clone(),
+        env: env.clone(),
+        log,
+        timeout: job.timeout,
+        grace: job.agent.grace,
+    };
+
+    // Setup commands: a failure fails this domain only.
+    for cmd in &job.setup {
+        let log = job.paths.setup_log(&name);
+        let _ = process::log_line(&log, &format!("$ {}", cmd.display()));
+        let r = process::run(&spec_for(cmd.argv(), log), |_| {}, &mut cancel).await;
+        if !r.end.success() {
+            let status = match r.end {
+                AttemptEnd::Cancelled { .. } => DomainStatus::Cancelled,
+                _ => DomainStatus::Failed,
+            };
+            em.send(finish(
+                status,
+                Some(format!(
+                    "setup `{}` failed: {}",
+                    cmd.display(),
+                    r.end.describe()
+                )),
+            ))
+            .await;
+            return;
+        }
+    }
+
+    let argv = agent::argv(&job.agent, &job.self_exe, &vars);
+    let log = job.paths.output_log(&name);
+    let mut last_end = AttemptEnd::Exited { code: -1 };
+    let mut head: Option<String> = None;
+    for attempt in 1..=job.retries + 1 {
+        let _ = process::log_line(
+            &log,
+            &format!("=== agent-farm: domain {name}, attempt {attempt}, argv {argv:?}"),
+        );
+        let (pid_tx, pid_rx) = tokio::sync::oneshot::channel();
+        let spec = spec_for(argv.clone(), log.clone());
+        let mut c2 = cancel.clone();
+        let run = tokio::spawn(async move {
+            process::run(
+                &spec,
+                |pid| {
+                    let _ = pid_tx.send(pid);
+                },
+                &mut c2,
+            )
+            .await
+        });
+        if let Ok(pid) = pid_rx.await {
+            em.send(FarmEvent::AgentStarted {
+                domain: name.clone(),
+                attempt,
+                pid,
+            })
+            .await;
+        }
+        let r = match run.await {
+            Ok(r) => r,
+            Err(e) => process::ProcResult {
+                end: AttemptEnd::SpawnFailed {
+                    message: format!("internal error: {e}"),
+                },
+                duration: Duration::ZERO,
+                leftovers: Vec::new(),
+            },
+        };
+        if !r.leftovers.is_empty() {
+            em.send(FarmEvent::Warning {
+                domain: Some(name.clone()),
+                message: format!(
+                    "agent left {} process(es) running in its group (pids {:?}); killed them",
+                    r.leftovers.len(),
+                    r.leftovers
+                ),
+            })
+            .await;
+        }
+        let _ = process::log_line(
+            &log,
+            &format!(
+                "=== agent-farm: attempt {attempt} ended: {}",
+                r.end.describe()
+            ),
+        );
+        em.send(FarmEvent::AgentFinished {
+            domain: name.clone(),
+            attempt,
+            end: r.end.clone(),
+            duration_ms: r.duration.as_millis() as u64,
+        })
+        .await;
+        // Commit whatever the attempt left, success or not: nothing an agent wrote is lost.
+        let msg = commit_message(&job, attempt, &r.end);
+        let wt = job.worktree.clone();
+        let exclude = job.copy.clone();
+        match blocking(move || git::commit_all(&wt, &msg, &exclude)).await {
+            Ok(Some(oid)) => {
+                head = Some(oid.to_string());
+                em.send(FarmEvent::Committed {
+                    domain: name.clone(),
+                    commit: oid.to_string(),
+                    note: format!("attempt {attempt}: {}", r.end.describe()),
+                })
+                .await;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                em.send(finish(
+                    DomainStatus::Failed,
+                    Some(format!("commit failed: {e}")),
+                ))
+                .await;
+                return;
+            }
+        }
+        last_end = r.end;
+        let retryable = matches!(
+            last_end,
+            AttemptEnd::Exited { .. } | AttemptEnd::Signaled { .. } | AttemptEnd::TimedOut
+        );
+        if last_end.success() || !retryable || attempt > job.retries {
+            break;
+        }
+        let delay = job.agent.retry_backoff * 2u32.saturating_pow(attempt - 1);
+        em.send(FarmEvent::AgentRetrying {
+            domain: name.clone(),
+            next_attempt: attempt + 1,
+            delay_ms: delay.as_millis() as u64,
+        })
+        .await;
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            c = process::cancelled(&mut cancel) => {
+                last_end = AttemptEnd::Cancelled { reason: c.reason };
+                break;
+            }
+        }
+    }
+
+    let (mut status, mut reason) = match &last_end {
+        e if e.success() => (DomainStatus::Succeeded, None),
+        AttemptEnd::TimedOut => (
+            DomainStatus::TimedOut,
+            Some(format!(
+                "agent timed out after {}",
+                humantime::format_duration(job.timeout)
+            )),
+        ),
+        AttemptEnd::Cancelled { reason } => (DomainStatus::Cancelled, Some(reason.clone())),
+        e => (
+            DomainStatus::Failed,
+            Some(format!("agent failed: {}", e.describe())),
+        ),
+    };
+
+    if status == DomainStatus::Succeeded
+        && let Some(v) = &job.domain.verify
+    {
+        let log = job.paths.domain_verify_log(&name);
+        let _ = process::log_line(&log, &format!("$ {}", v.display()));
+        let r = process::run(&spec_for(v.argv(), log), |_| {}, &mut cancel).await;
+        if !r.end.success() {
+            status = DomainStatus::Failed;
+            reason = Some(format!(
+                "domain verify `{}` failed: {}",
+                v.display(),
+                r.end.describe()
+            ));
+        }
+    }
+
+    let (wt, start) = (job.worktree.clone(), job.start_commit);
+    let stats = blocking(move || {
+        let repo = git::open(&wt)?;
+        let tip = repo.head().ok().and_then(|h| h.target()).unwrap_or(start);
+        Ok((tip, git::change_stats(&repo, start, tip)?))
+    })
+    .await;
+    let (files, insertions, deletions) = match stats {
+        Ok((tip, s)) => {
+            head = Some(tip.to_string());
+            (s.files, s.insertions, s.deletions)
+        }
+        Err(e) => {
+            em.send(FarmEvent::Warning {
+                domain: Some(name.clone()),
+                message: format!("cannot compute changes: {e}"),
+            })
+            .await;
+            (Vec::new(), 0, 0)
+        }
+    };
+    em.send(FarmEvent::DomainFinished {
+        domain: name.clone(),
+        status,
+        reason,
+        head,
+        files,
+        insertions,
+        deletions,
+    })
+    .await;
+}
+
+/// Cancel value used by the dispatcher.
+pub fn cancel(reason: impl Into<String>, immediate: bool) -> Option<Cancel> {
+    Some(Cancel {
+        reason: reason.into(),
+        immediate,
+    })
+}

@@ -1,0 +1,409 @@
+//! The effectful shell around the plan: the dispatcher that owns a run's state, launches domains
+//! under the concurrency limit, merges them as they finish, then verifies, lands and cleans up.
+//!
+//! Only [`Farm`] mutates the run record, and only by folding events into it; domain tasks talk to
+//! it through a channel. git2 work runs on blocking threads.
+
+pub mod agent;
+pub mod domain;
+pub mod finish;
+pub mod process;
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+
+use crate::events::{DomainStatus, FarmEvent, Timed, now_ms};
+use crate::git;
+use crate::plan::schedule;
+use crate::record::RunRecord;
+use crate::reporter::Reporter;
+use process::Cancel;
+
+/// A run being driven by this process: its record, its event log and its reporters.
+pub struct Farm {
+    pub record: RunRecord,
+    reporters: Vec<Box<dyn Reporter>>,
+    events_log: Option<std::fs::File>,
+    pub self_exe: PathBuf,
+    /// Overrides `agent.retries` of the plan.
+    pub retries: Option<u32>,
+}
+
+impl Farm {
+    pub fn new(record: RunRecord, reporters: Vec<Box<dyn Reporter>>) -> std::io::Result<Self> {
+        let path = record.paths().events();
+        if let Some(p) = path.parent() {
+            std::fs::create_dir_all(p)?;
+        }
+        let events_log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)?;
+        Ok(Farm {
+            record,
+            reporters,
+            events_log: Some(events_log),
+            self_exe: agent::self_exe(),
+            retries: None,
+        })
+    }
+
+    pub fn emit(&mut self, event: FarmEvent) {
+        self.record_event(Timed {
+            at_ms: now_ms(),
+            event,
+        });
+    }
+
+    /// Fold an event into the record, persist both, and show it to every reporter.
+    pub fn record_event(&mut self, t: Timed) {
+        self.record.apply(&t);
+        if let Some(f) = self.events_log.as_mut()
+            && let Ok(line) = serde_json::to_string(&t)
+            && let Err(e) = writeln!(f, "{line}")
+        {
+            tracing::error!("cannot append to the event log: {e}");
+        }
+        if let Err(e) = self.record.save() {
+            tracing::error!("cannot write the run record: {e}");
+        }
+        if let FarmEvent::DomainFinished { domain, .. } = &t.event
+            && let Some(d) = self.record.domain(domain)
+        {
+            let _ = crate::record::write_json_atomic(&self.record.paths().result(domain), d);
+        }
+        for r in &mut self.reporters {
+            r.on_event(&t, &self.record);
+        }
+    }
+
+    pub fn finish_reporters(&mut self) {
+        for r in &mut self.reporters {
+            r.finish(&self.record);
+        }
+    }
+
+    fn status(&self, name: &str) -> DomainStatus {
+        self.record
+            .domain(name)
+            .map_or(DomainStatus::Skipped, |d| d.status)
+    }
+
+    /// Domains that may start now: pending, with every dependency done in the sense this run
+    /// needs (merged into the integration branch, or merely succeeded with `--no-merge`).
+    fn ready(&self) -> Vec<String> {
+        let no_merge = self.record.options.no_merge;
+        let plan = &self.record.plan;
+        let candidates = plan.domains.iter().filter(|d| {
+            self.status(&d.name) == DomainStatus::Pending
+                && d.depends_on.iter().all(|p| {
+                    let s = self.status(p);
+                    s == DomainStatus::Merged || (no_merge && s == DomainStatus::Succeeded)
+                })
+        });
+        schedule::start_order(&plan.domains, candidates.map(|d| d.name.as_str()))
+    }
+
+    /// Where a domain's branch starts: the integration branch (which holds its merged
+    /// dependencies), or with `--no-merge` the base with its dependencies merged in memory.
+    async fn start_commit(&self, name: &str) -> Result<git2::Oid, String> {
+        let rec = &self.record;
+        let repo_dir = rec.repo.clone();
+        let integration = rec.integration_branch.clone();
+        let base: git2::Oid = rec.base_commit.parse().map_err(|e| format!("{e}"))?;
+        let no_merge = rec.options.no_merge;
+        let deps: Vec<(String, Option<String>)> = {
+            let domains = &rec.plan.domains;
+            let mut all: BTreeSet<String> = BTreeSet::new();
+            let mut stack = vec![name.to_string()];
+            while let Some(n) = stack.pop() {
+                if let Some(d) = rec.plan.domain(&n) {
+                    for p in &d.depends_on {
+                        if all.insert(p.clone()) {
+                            stack.push(p.clone());
+                        }
+                    }
+                }
+            }
+            schedule::merge_order(domains)
+                .into_iter()
+                .filter(|n| all.contains(n))
+                .map(|n| {
+                    let head = rec.domain(&n).and_then(|d| d.head.clone());
+                    (n, head)
+                })
+                .collect()
+        };
+        let run_id = rec.run_id.clone();
+        tokio::task::spawn_blocking(move || -> Result<git2::Oid, String> {
+            let repo = git::open(&repo_dir).map_err(|e| e.to_string())?;
+            if !no_merge {
+                return git::branch_tip(&repo, &integration)
+                    .ok_or_else(|| format!("integration branch {integration} is missing"));
+            }
+            let mut at = base;
+            for (dep, head) in deps {
+                let Some(head) = head.and_then(|h| h.parse().ok()) else {
+                    continue;
+                };
+                if git::is_merged(&repo, head, at) {
+                    continue;
+                }
+                let msg = format!("farm: start point with `{dep}` (run {run_id})");
+                match git::merge_commits(&repo, at, head, &msg).map_err(|e| e.to_string())? {
+                    Ok(c) => at = c,
+                    Err(paths) => {
+                        return Err(format!(
+                            "dependencies conflict with each other on {}",
+                            paths.join(", ")
+                        ));
+                    }
+                }
+            }
+            Ok(at)
+        })
+        .await
+        .map_err(|e| e.to_string())?
+    }
+
+    fn job_for(&self, name: &str, start: git2::Oid) -> Option<domain::DomainJob> {
+        let rec = &self.record;
+        let d = rec.plan.domain(name)?.clone();
+        let dr = rec.domain(name)?;
+        let mut setup = rec.plan.setup.clone();
+        setup.extend(d.setup.iter().cloned());
+        Some(domain::DomainJob {
+            run_id: rec.run_id.clone(),
+            timeout: rec.plan.timeout_for(&d),
+            domain: d,
+            repo_dir: rec.repo.clone(),
+            common_dir: rec.common_dir.clone(),
+            paths: rec.paths(),
+            branch: dr.branch.clone(),
+            worktree: dr.worktree.clone(),
+            worktree_admin: dr.worktree_admin.clone(),
+            start_commit: start,
+            agent: rec.plan.agent.clone(),
+            retries: self.retries.unwrap_or(rec.plan.agent.retries),
+            copy: rec.plan.copy.clone(),
+            setup,
+            self_exe: self.self_exe.clone(),
+        })
+    }
+
+    /// Skip every pending domain that depends (transitively) on `failed`.
+    fn skip_dependents(&mut self, failed: &str) {
+        let status = self.status(failed);
+        for dep in schedule::dependents_of(&self.record.plan.domains, failed) {
+            if self.status(&dep) == DomainStatus::Pending {
+                self.emit(FarmEvent::DomainSkipped {
+                    domain: dep,
+                    reason: format!("dependency `{failed}` {status}"),
+                });
+            }
+        }
+    }
+
+    /// Merge a finished domain into the integration branch.
+    pub async fn merge_domain(&mut self, name: &str) {
+        let Some(d) = self.record.domain(name) else {
+            return;
+        };
+        let (repo_dir, integration, head, run_id) = (
+            self.record.repo.clone(),
+            self.record.integration_branch.clone(),
+            d.head.clone(),
+            self.record.run_id.clone(),
+        );
+        let Some(head) = head.and_then(|h| h.parse::<git2::Oid>().ok()) else {
+            self.emit(FarmEvent::Merged {
+                domain: name.to_string(),
+                commit: None,
+            });
+            return;
+        };
+        let msg = format!(
+            "farm: merge domain `{name}` (run {run_id})\n\nFarm-Run: {run_id}\nFarm-Domain: {name}\n"
+        );
+        let res = tokio::task::spawn_blocking(move || {
+            let repo = git::open(&repo_dir)?;
+            git::merge_into_branch(&repo, &integration, head, &msg, false)
+        })
+        .await;
+        match res {
+            Ok(Ok(git::MergeOutcome::Merged(c))) => self.emit(FarmEvent::Merged {
+                domain: name.to_string(),
+                commit: Some(c.to_string()),
+            }),
+            Ok(Ok(git::MergeOutcome::UpToDate)) => self.emit(FarmEvent::Merged {
+                domain: name.to_string(),
+                commit: None,
+            }),
+            Ok(Ok(git::MergeOutcome::Conflict(paths))) => self.emit(FarmEvent::Conflict {
+                domain: name.to_string(),
+                paths,
+            }),
+            Ok(Err(e)) => self.emit(FarmEvent::Warning {
+                domain: Some(name.to_string()),
+                message: format!("merge failed: {e}"),
+            }),
+            Err(e) => self.emit(FarmEvent::Warning {
+                domain: Some(name.to_string()),
+                message: format!("merge failed: {e}"),
+            }),
+        }
+    }
+
+    /// Run every domain of the plan. Returns when no domain is running and none can start.
+    pub async fn dispatch(&mut self) {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (tx, mut rx) = mpsc::channel::<Timed>(1024);
+        let (cancel_tx, cancel_rx) = watch::channel::<Option<Cancel>>(None);
+        let jobs = self.record.options.jobs.max(1);
+        let mut running = 0usize;
+        let deadline = self.record.options.deadline_ms.map(Duration::from_millis);
+        let deadline_sleep =
+            tokio::time::sleep(deadline.unwrap_or(Duration::from_secs(86400 * 365)));
+        tokio::pin!(deadline_sleep);
+        let mut deadline_armed = deadline.is_some();
+        let mut sigint = signal(SignalKind::interrupt()).ok();
+        let mut sigterm = signal(SignalKind::terminate()).ok();
+        let mut sighup = signal(SignalKind::hangup()).ok();
+        let mut signals_seen = 0u32;
+
+        loop {
+            if cancel_rx.borrow().is_none() {
+                for name in self.ready() {
+                    if running >= jobs {
+                        break;
+                    }
+                    match self.start_commit(&name).await {
+                        Ok(start) => {
+                            let Some(job) = self.job_for(&name, start) else {
+                                continue;
+                            };
+                            // Mark it so `ready` does not offer it again before its first event.
+                            self.emit(FarmEvent::DomainPreparing {
+                                domain: name.clone(),
+                                start_commit: start.to_string(),
+                            });
+                            running += 1;
+                            tokio::spawn(domain::run(job, tx.clone(), cancel_rx.clone()));
+                        }
+                        Err(reason) => {
+                            self.emit(FarmEvent::DomainSkipped {
+                                domain: name.clone(),
+                                reason,
+                            });
+                            self.skip_dependents(&name);
+                        }
+                    }
+                }
+            }
+            if running == 0 {
+                break;
+            }
+            let signal_name = tokio::select! {
+                Some(t) = rx.recv() => {
+                    let finished = match &t.event {
+                        FarmEvent::DomainFinished { domain, .. } => Some(domain.clone()),
+                        _ => None,
+                    };
+                    self.record_event(t);
+                    if let Some(name) = finished {
+                        running -= 1;
+                        self.after_domain(&name, &cancel_tx).await;
+                    }
+                    None
+                }
+                _ = &mut deadline_sleep, if deadline_armed => {
+                    deadline_armed = false;
+                    let reason = format!(
+                        "run deadline of {} reached",
+                        humantime::format_duration(deadline.unwrap_or_default())
+                    );
+                    self.emit(FarmEvent::Warning { domain: None, message: reason.clone() });
+                    let _ = cancel_tx.send(domain::cancel(reason, false));
+                    None
+                }
+                _ = recv_signal(&mut sigint) => Some("SIGINT"),
+                _ = recv_signal(&mut sigterm) => Some("SIGTERM"),
+                _ = recv_signal(&mut sighup) => Some("SIGHUP"),
+            };
+            if let Some(sig) = signal_name {
+                signals_seen += 1;
+                if signals_seen == 1 {
+                    self.emit(FarmEvent::Interrupted {
+                        reason: format!("{sig} received"),
+                    });
+                    let _ = cancel_tx.send(domain::cancel(format!("interrupted by {sig}"), false));
+                } else {
+                    let _ = cancel_tx.send(domain::cancel(
+                        format!("interrupted by {sig} (again)"),
+                        true,
+                    ));
+                }
+            }
+        }
+
+        // Whatever could not start is accounted for.
+        let reason = cancel_rx.borrow().as_ref().map(|c| c.reason.clone());
+        let pending: Vec<String> = self
+            .record
+            .plan
+            .domains
+            .iter()
+            .filter(|d| self.status(&d.name) == DomainStatus::Pending)
+            .map(|d| d.name.clone())
+            .collect();
+        for name in pending {
+            match &reason {
+                Some(r) => self.emit(FarmEvent::DomainFinished {
+                    domain: name,
+                    status: DomainStatus::Cancelled,
+                    reason: Some(format!("not started: {r}")),
+                    head: None,
+                    files: Vec::new(),
+                    insertions: 0,
+                    deletions: 0,
+                }),
+                None => self.emit(FarmEvent::DomainSkipped {
+                    domain: name,
+                    reason: "a dependency was not merged".into(),
+                }),
+            }
+        }
+    }
+
+    async fn after_domain(&mut self, name: &str, cancel_tx: &watch::Sender<Option<Cancel>>) {
+        if self.status(name) == DomainStatus::Succeeded && !self.record.options.no_merge {
+            self.merge_domain(name).await;
+        }
+        let status = self.status(name);
+        if status.is_failure() || status == DomainStatus::Conflicted {
+            self.skip_dependents(name);
+            if self.record.options.fail_fast
+                && status != DomainStatus::Cancelled
+                && cancel_tx.borrow().is_none()
+            {
+                let _ = cancel_tx.send(domain::cancel(
+                    format!("fail-fast: domain `{name}` {status}"),
+                    false,
+                ));
+            }
+        }
+    }
+}
+
+async fn recv_signal(s: &mut Option<tokio::signal::unix::Signal>) {
+    match s {
+        Some(s) => {
+            s.recv().await;
+        }
+        None => std::future::pending().await,
+    }
+}

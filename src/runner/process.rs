@@ -1,0 +1,225 @@
+//! Running one child process (agent, setup or verify command) in its own process group, with
+//! its output appended to a log file, a timeout, cancellation, and a guarantee that nothing it
+//! started outlives it.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use tokio::sync::watch;
+
+use crate::events::AttemptEnd;
+
+/// Why running work is being stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cancel {
+    pub reason: String,
+    /// Skip the grace period: kill at once (second Ctrl-C).
+    pub immediate: bool,
+}
+
+pub type CancelRx = watch::Receiver<Option<Cancel>>;
+
+#[derive(Debug, Clone)]
+pub struct ProcSpec {
+    pub argv: Vec<String>,
+    pub cwd: PathBuf,
+    pub env: Vec<(String, String)>,
+    pub log: PathBuf,
+    pub timeout: Duration,
+    pub grace: Duration,
+}
+
+/// The outcome of [`run`], with how long the process ran and whether it left processes behind.
+#[derive(Debug, Clone)]
+pub struct ProcResult {
+    pub end: AttemptEnd,
+    pub duration: Duration,
+    /// Processes of its group still alive after the leader ended (killed by us).
+    pub leftovers: Vec<u32>,
+}
+
+/// Wait until a cancellation is requested.
+pub async fn cancelled(rx: &mut CancelRx) -> Cancel {
+    loop {
+        if let Some(c) = rx.borrow_and_update().clone() {
+            return c;
+        }
+        if rx.changed().await.is_err() {
+            // The sender is gone: nobody can cancel any more.
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+async fn immediate(rx: &mut CancelRx) {
+    loop {
+        if rx.borrow_and_update().as_ref().is_some_and(|c| c.immediate) {
+            return;
+        }
+        if rx.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// Live, non-zombie members of process group `pgid` (Linux: from /proc).
+pub fn group_members(pgid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for e in dir.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid pgrp …; comm may contain spaces, so split after the last ')'.
+        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+            continue;
+        };
+        let mut f = rest.split_whitespace();
+        let state = f.next().unwrap_or("");
+        let _ppid = f.next();
+        let pgrp: u32 = f.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+        if pgrp == pgid && state != "Z" && state != "X" {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+fn signal_group(pgid: u32, sig: Signal) {
+    let _ = killpg(Pid::from_raw(pgid as i32), sig);
+}
+
+fn open_log(path: &Path) -> std::io::Result<std::fs::File> {
+    if let Some(p) = path.parent() {
+        std::fs::create_dir_all(p)?;
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+}
+
+/// Append a line to a log file (used for attempt headers).
+pub fn log_line(path: &Path, line: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut f = open_log(path)?;
+    writeln!(f, "{line}")
+}
+
+/// Run `spec` to completion, timeout or cancellation. `on_start` receives the pid (which is
+/// also the process group id) as soon as the process exists.
+pub async fn run(spec: &ProcSpec, on_start: impl FnOnce(u32), cancel: &mut CancelRx) -> ProcResult {
+    let started = Instant::now();
+    let fail = |message: String| ProcResult {
+        end: AttemptEnd::SpawnFailed { message },
+        duration: started.elapsed(),
+        leftovers: Vec::new(),
+    };
+    let Some((program, args)) = spec.argv.split_first() else {
+        return fail("empty command".into());
+    };
+    let (out, err) = match open_log(&spec.log).and_then(|f| Ok((f.try_clone()?, f))) {
+        Ok(p) => p,
+        Err(e) => return fail(format!("cannot open log {}: {e}", spec.log.display())),
+    };
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.args(args)
+        .current_dir(&spec.cwd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(out))
+        .stderr(Stdio::from(err))
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .process_group(0)
+        .kill_on_drop(true);
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => return fail(format!("{program}: {e}")),
+    };
+    let pgid = child.id().unwrap_or(0);
+    on_start(pgid);
+    tracing::debug!(pgid, ?spec.argv, "spawned");
+
+    let mut stop_reason = None;
+    let status = tokio::select! {
+        s = child.wait() => s.ok(),
+        _ = tokio::time::sleep(spec.timeout) => {
+            stop_reason = Some(AttemptEnd::TimedOut);
+            terminate(&mut child, pgid, spec.grace, cancel).await
+        }
+        c = cancelled(cancel) => {
+            stop_reason = Some(AttemptEnd::Cancelled { reason: c.reason.clone() });
+            terminate(&mut child, pgid, if c.immediate { Duration::ZERO } else { spec.grace }, cancel).await
+        }
+    };
+    // Whatever happened, nothing of this group may outlive it.
+    let leftovers = group_members(pgid);
+    if !leftovers.is_empty() {
+        tracing::debug!(pgid, ?leftovers, "killing leftover processes");
+        signal_group(pgid, Signal::SIGKILL);
+    }
+    let end = stop_reason.unwrap_or_else(|| match status {
+        Some(s) => match (s.code(), std::os::unix::process::ExitStatusExt::signal(&s)) {
+            (Some(code), _) => AttemptEnd::Exited { code },
+            (None, Some(sig)) => AttemptEnd::Signaled { signal: sig },
+            (None, None) => AttemptEnd::Exited { code: -1 },
+        },
+        None => AttemptEnd::SpawnFailed {
+            message: "lost track of the process".into(),
+        },
+    });
+    ProcResult {
+        end,
+        duration: started.elapsed(),
+        leftovers,
+    }
+}
+
+/// SIGTERM the group, wait up to `grace` (or until an immediate cancel), then SIGKILL it.
+async fn terminate(
+    child: &mut tokio::process::Child,
+    pgid: u32,
+    grace: Duration,
+    cancel: &mut CancelRx,
+) -> Option<std::process::ExitStatus> {
+    signal_group(pgid, Signal::SIGTERM);
+    let exited = tokio::select! {
+        s = child.wait() => s.ok(),
+        _ = tokio::time::sleep(grace) => None,
+        _ = immediate(cancel) => None,
+    };
+    if exited.is_some() && group_members(pgid).is_empty() {
+        return exited;
+    }
+    signal_group(pgid, Signal::SIGKILL);
+    match exited {
+        Some(s) => Some(s),
+        None => child.wait().await.ok(),
+    }
+}
+
+/// Find `program` the way the OS would: a path with a `/` as is (relative to `cwd`), otherwise
+/// the first executable file of that name on `PATH`.
+pub fn resolve_program(program: &str, cwd: &Path) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |p: &Path| {
+        p.metadata()
+            .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            .unwrap_or(false)
+    };
+    if program.contains('/') {
+        let p = cwd.join(program);
+        return executable(&p).then_some(p);
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(program))
+        .find(|p| executable(p))
+}
