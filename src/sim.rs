@@ -25,6 +25,7 @@
 //! | `flood BYTES` | write BYTES bytes of filler to stdout |
 //! | `commit MESSAGE` | commit all changes itself (`git add -A && git commit`) |
 //! | `hang` | sleep forever |
+//! | `fail-once MARKER` | the first time (MARKER missing): create MARKER and exit 1; later: go on |
 //! | `exit CODE` | exit with CODE at once |
 //!
 //! An unknown instruction ends the agent with exit code 64 and a message naming the line.
@@ -265,6 +266,17 @@ fn step(line: usize, instr: &str) -> Result<(), (i32, String)> {
             rest
         })
         .map_err(|e| (1, format!("sim-agent: line {line}: commit failed: {e}")))?,
+        "fail-once" => {
+            need(!arg1.is_empty())?;
+            let p = Path::new(arg1);
+            if !p.exists() {
+                write_atomic(p, "failed once").map_err(|e| io(line, arg1, e))?;
+                return Err((
+                    1,
+                    format!("sim-agent: line {line}: failing once (marker {arg1})"),
+                ));
+            }
+        }
         "hang" => hang(),
         "exit" => {
             let code: i32 = rest.parse().map_err(|_| {
