@@ -1,4 +1,5 @@
 //! End-to-end tests of `agent-farm run` with the simulated agent on real temporary repositories.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 

@@ -24,10 +24,10 @@ pub struct TestRepo {
 
 impl Drop for TestRepo {
     fn drop(&mut self) {
-        if std::env::var_os("KEEP_TEMP_DIR").is_some() {
-            if let Some(t) = self.tmp.take() {
-                eprintln!("kept temp dir {}", t.keep().display());
-            }
+        if std::env::var_os("KEEP_TEMP_DIR").is_some()
+            && let Some(t) = self.tmp.take()
+        {
+            eprintln!("kept temp dir {}", t.keep().display());
         }
     }
 }
