@@ -98,9 +98,9 @@ pub enum PreflightError {
     )]
     IntoInvalid { into: String, base: String },
     #[error(
-        "agent program `{program}` not found on PATH (domain `{domain}`); install it or set `agent.program`/`agent.command` in the plan"
+        "agent program `{program}` not found on PATH (or not executable); install it, or set `agent.program` / `agent.command` in the plan, or pass --agent-program"
     )]
-    AgentNotFound { program: String, domain: String },
+    AgentNotFound { program: String },
     #[error("worktree root {path} is not writable: {message}")]
     WorktreeRoot { path: PathBuf, message: String },
     #[error("file to copy into worktrees not found: {path} (listed in `prepare.copy`)")]

@@ -187,11 +187,27 @@ pub fn create_branch(repo: &Repository, name: &str, at: Oid) -> Result<()> {
     Ok(())
 }
 
+/// libgit2's worktree code is not safe against concurrent adds and prunes in one repository: an
+/// add scans every worktree's admin files to refuse a branch checked out twice and can read
+/// another add's half-written entry. Worktree administration is serialized per process; the
+/// agents themselves still run in parallel.
+static WORKTREE_ADMIN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn admin_lock() -> std::sync::MutexGuard<'static, ()> {
+    WORKTREE_ADMIN.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// Add a linked worktree at `path` with `branch` checked out, registered under `admin_name`.
 pub fn add_worktree(repo: &Repository, admin_name: &str, path: &Path, branch: &str) -> Result<()> {
+    let _guard = admin_lock();
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).ctx(|| format!("cannot create {}", parent.display()))?;
     }
+    // libgit2 fails when another thread creates `<git-dir>/worktrees` at the same moment
+    // (EEXIST from its mkdir); make sure it exists before parallel adds race for it.
+    let admin_root = repo.commondir().join("worktrees");
+    std::fs::create_dir_all(&admin_root)
+        .ctx(|| format!("cannot create {}", admin_root.display()))?;
     let reference = repo
         .find_reference(&format!("refs/heads/{branch}"))
         .ctx(|| format!("cannot find branch {branch}"))?;
@@ -225,6 +241,7 @@ pub fn add_detached_worktree(
 
 /// Remove a worktree we created: its directory and git's administrative entry. Idempotent.
 pub fn remove_worktree(repo: &Repository, admin_name: &str, path: &Path) -> Result<()> {
+    let _guard = admin_lock();
     if let Ok(wt) = repo.find_worktree(admin_name) {
         let _ = wt.unlock();
         let mut opts = WorktreePruneOptions::new();

@@ -413,7 +413,13 @@ fn clean_twice_is_harmless_and_force_is_needed_for_unmerged_work() {
     ));
     repo.farm(&["run", "--keep-worktrees", "--progress", "none"])
         .expect(6);
-    assert_eq!(repo.worktrees().len(), 3);
+    assert_eq!(
+        repo.worktrees().len(),
+        3,
+        "{:?} {}",
+        repo.worktrees(),
+        repo.git(&["worktree", "list"])
+    );
     let first = repo.farm(&["clean"]);
     first.expect(0);
     assert_eq!(repo.worktrees().len(), 1);

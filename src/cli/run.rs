@@ -159,15 +159,7 @@ pub fn preflight(cwd: &Path, args: &Args) -> anyhow::Result<Prepared> {
     // The agent program must be resolvable before any worktree exists.
     let program = agent::program(&plan.agent, &agent::self_exe());
     if crate::runner::process::resolve_program(&program, &repo_info.workdir).is_none() {
-        return Err(PreflightError::AgentNotFound {
-            program,
-            domain: plan
-                .domains
-                .first()
-                .map(|d| d.name.clone())
-                .unwrap_or_default(),
-        }
-        .into());
+        return Err(PreflightError::AgentNotFound { program }.into());
     }
     for c in &plan.copy {
         let p = repo_info.workdir.join(c);

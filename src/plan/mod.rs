@@ -46,11 +46,12 @@ pub fn parse(
         Ok(raw) => raw,
         Err(e) => {
             let loc = e.location();
+            let (domain, message) = attribute_to_domain(text, yaml_message(&e));
             return Err(invalid(vec![Problem {
                 line: loc.as_ref().map(|l| l.line()),
                 column: loc.as_ref().map(|l| l.column()),
-                domain: None,
-                message: yaml_message(&e),
+                domain,
+                message,
             }]));
         }
     };
@@ -64,6 +65,36 @@ fn yaml_message(e: &serde_yaml::Error) -> String {
     match msg.find(" at line ") {
         Some(i) => msg[..i].to_string(),
         None => msg,
+    }
+}
+
+/// Turn serde's `domains[3].timeout: …` into domain `name` and `timeout: …` when the name can be
+/// read from the document.
+fn attribute_to_domain(text: &str, message: String) -> (Option<String>, String) {
+    let Some(rest) = message.strip_prefix("domains[") else {
+        return (None, message);
+    };
+    let Some((index, tail)) = rest.split_once(']') else {
+        return (None, message);
+    };
+    let Ok(index) = index.parse::<usize>() else {
+        return (None, message);
+    };
+    let name = serde_yaml::from_str::<serde_yaml::Value>(text)
+        .ok()
+        .and_then(|v| {
+            v.get("domains")?
+                .get(index)?
+                .get("name")?
+                .as_str()
+                .map(str::to_owned)
+        });
+    match name {
+        Some(n) => (
+            Some(n),
+            tail.trim_start_matches(['.', ':']).trim_start().to_string(),
+        ),
+        None => (None, message),
     }
 }
 

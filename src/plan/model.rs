@@ -14,14 +14,24 @@ pub struct HumanDuration(pub Duration);
 
 impl<'de> Deserialize<'de> for HumanDuration {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        humantime::parse_duration(&s)
-            .map(HumanDuration)
-            .map_err(|e| {
-                de::Error::custom(format!(
-                    "invalid duration `{s}`: {e} (write e.g. \"30s\", \"20m\", \"1h 30m\")"
-                ))
-            })
+        // Parse inside the visitor so the YAML error points at the value itself.
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = HumanDuration;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a duration such as \"30s\", \"20m\" or \"1h 30m\"")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<HumanDuration, E> {
+                humantime::parse_duration(s)
+                    .map(HumanDuration)
+                    .map_err(|e| {
+                        E::custom(format!(
+                            "invalid duration `{s}`: {e} (write e.g. \"30s\", \"20m\", \"1h 30m\")"
+                        ))
+                    })
+            }
+        }
+        d.deserialize_str(V)
     }
 }
 
