@@ -232,7 +232,12 @@ impl Reporter for TtyReporter {
         }
         let important = !matches!(
             ev.event,
-            DomainPreparing { .. } | WorktreeReady { .. } | AgentStarted { .. } | Committed { .. }
+            DomainPreparing { .. }
+                | WorktreeReady { .. }
+                | AgentStarted { .. }
+                | Committed { .. }
+                | WorktreeRemoved { .. }
+                | BranchDeleted { .. }
         );
         if important && let Some(line) = describe(&ev.event) {
             let _ = self.multi.println(line);

@@ -634,3 +634,155 @@ fn sigint_commits_partial_work_and_exits_130() {
     assert!(out.stdout.contains("agent-farm merge"), "{}", out.stdout);
     repo.assert_matches_report();
 }
+
+#[test]
+fn fifty_agents_at_once() {
+    let repo = TestRepo::new();
+    let s = repo.scratch.display().to_string();
+    let domains: String = (0..50)
+        .map(|i| {
+            domain(
+                &format!("d{i:02}"),
+                &format!("gen/d{i:02}/**"),
+                &format!("touch {s}/started-{i}\nwait-for {s}/started-49 30s\nwrite gen/d{i:02}/out.txt {i}"),
+                "",
+            )
+        })
+        .collect();
+    repo.write_plan(&sim_plan("max_parallel: 50\n", &domains));
+    repo.farm(&["run", "--progress", "none"]).expect(0);
+    let rec = repo.record();
+    let running_at_once = {
+        let windows: Vec<(u64, u64)> = (0..50)
+            .map(|i| attempt_window(&rec, &format!("d{i:02}")))
+            .collect();
+        let latest_start = windows.iter().map(|w| w.0).max().unwrap();
+        windows.iter().filter(|w| w.1 >= latest_start).count()
+    };
+    assert_eq!(running_at_once, 50, "all 50 agents were alive together");
+    assert_eq!(
+        repo.files_at("main")
+            .iter()
+            .filter(|f| f.starts_with("gen/"))
+            .count(),
+        50
+    );
+    repo.assert_matches_report();
+    repo.assert_nothing_created();
+}
+
+#[test]
+fn commits_an_agent_made_itself_are_kept() {
+    let repo = TestRepo::new();
+    repo.write_plan(&sim_plan(
+        "",
+        &domain(
+            "selfie",
+            "s/**",
+            "write s/one 1\ncommit agent's own commit\nwrite s/two 2",
+            "",
+        ),
+    ));
+    repo.farm(&["run", "--progress", "none"]).expect(0);
+    let subjects = repo.git(&["log", "--format=%s", "main"]);
+    assert!(subjects.contains("agent's own commit"), "{subjects}");
+    assert!(subjects.contains("farm(selfie)"), "{subjects}");
+    assert!(repo.root.join("s/one").is_file() && repo.root.join("s/two").is_file());
+    repo.assert_matches_report();
+}
+
+#[test]
+fn domain_verify_failure_fails_that_domain_before_merge() {
+    let repo = TestRepo::new();
+    repo.write_plan(&sim_plan(
+        "",
+        &[
+            domain(
+                "checked",
+                "c/**",
+                "write c/x wrong",
+                "verify: grep -q right c/x",
+            ),
+            domain("fine", "f/**", "write f/x 1", "verify: [test, -f, f/x]"),
+        ]
+        .concat(),
+    ));
+    repo.farm(&["run", "--progress", "none"]).expect(6);
+    let rec = repo.record();
+    assert_eq!(domain_rec(&rec, "checked")["status"], "failed");
+    assert!(
+        domain_rec(&rec, "checked")["reason"]
+            .as_str()
+            .unwrap()
+            .contains("domain verify")
+    );
+    assert_eq!(domain_rec(&rec, "fine")["status"], "merged");
+    assert!(!repo.root.join("c/x").exists());
+    let log = repo.farm(&["logs", "checked", "--kind", "verify"]);
+    assert!(log.stdout.contains("grep -q right c/x"), "{}", log.stdout);
+    repo.assert_matches_report();
+}
+
+#[test]
+fn flooding_agent_output_goes_to_its_log() {
+    let repo = TestRepo::new();
+    repo.write_plan(&sim_plan(
+        "",
+        &domain("loud", "l/**", "flood 30000000\nwrite l/x 1", ""),
+    ));
+    repo.farm(&["run", "--progress", "none"]).expect(0);
+    let log = repo.run_dir().join("loud/loud-output.log");
+    assert!(std::fs::metadata(&log).unwrap().len() >= 30_000_000);
+    repo.assert_matches_report();
+}
+
+#[test]
+fn logs_follow_streams_until_the_domain_ends() {
+    let repo = TestRepo::new();
+    let s = repo.scratch.display().to_string();
+    repo.write_plan(&sim_plan(
+        "",
+        &domain(
+            "talk",
+            "t/**",
+            &format!("print first line\ntouch {s}/printed\nwait-for {s}/go 20s\nprint second line"),
+            "",
+        ),
+    ));
+    let mut run = repo
+        .farm_cmd(&repo.root, &["run", "--progress", "none"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until("first output", Duration::from_secs(20), || {
+        repo.scratch.join("printed").exists()
+    });
+    let follow = repo
+        .farm_cmd(&repo.root, &["logs", "talk", "-f"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::fs::write(repo.scratch.join("go"), "").unwrap();
+    let out = Run::from(follow.wait_with_output().unwrap());
+    out.expect(0);
+    assert!(
+        out.stdout.contains("first line") && out.stdout.contains("second line"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(run.wait().unwrap().code(), Some(0));
+}
+
+#[test]
+fn agent_flag_overrides_the_plans_preset() {
+    let repo = TestRepo::new();
+    // The plan asks for claude, which these tests never need: --agent sim replaces it.
+    repo.write_plan(
+        "version: 1\nagent:\n  preset: claude\n  program: /nonexistent/claude\ndomains:\n  - name: a\n    owns: [a/**]\n    prompt: write a/x 1\n",
+    );
+    repo.farm(&["run", "--progress", "none"]).expect(4);
+    repo.assert_nothing_created();
+    repo.farm(&["run", "--agent", "sim", "--progress", "none"])
+        .expect(0);
+    assert!(repo.root.join("a/x").is_file());
+}

@@ -113,7 +113,9 @@ pub fn preflight(cwd: &Path, args: &Args) -> anyhow::Result<Prepared> {
     if let Some(p) = args.agent
         && p != plan.agent.preset
     {
+        // The plan's program and command belong to its own preset.
         plan.agent.preset = p;
+        plan.agent.program = None;
         plan.agent.command = plan.agent.command.filter(|_| p == Preset::Custom);
         if p == Preset::Custom && plan.agent.command.is_none() {
             return Err(PreflightError::Other(
