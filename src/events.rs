@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::runner::stream::{AgentUsage, Denial, FailureKind};
+
 /// Why a domain ended the way it did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -72,11 +74,25 @@ impl std::fmt::Display for DomainStatus {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum AttemptEnd {
-    Exited { code: i32 },
-    Signaled { signal: i32 },
+    Exited {
+        code: i32,
+    },
+    Signaled {
+        signal: i32,
+    },
     TimedOut,
-    Cancelled { reason: String },
-    SpawnFailed { message: String },
+    Cancelled {
+        reason: String,
+    },
+    SpawnFailed {
+        message: String,
+    },
+    /// The agent reported a failure in its own output (e.g. an API error), whatever its exit code.
+    AgentFailed {
+        failure: FailureKind,
+        code: Option<i32>,
+        message: String,
+    },
 }
 
 impl AttemptEnd {
@@ -86,6 +102,7 @@ impl AttemptEnd {
     pub fn exit_code(&self) -> Option<i32> {
         match self {
             AttemptEnd::Exited { code } => Some(*code),
+            AttemptEnd::AgentFailed { code, .. } => *code,
             _ => None,
         }
     }
@@ -96,6 +113,14 @@ impl AttemptEnd {
             AttemptEnd::TimedOut => "timed out".into(),
             AttemptEnd::Cancelled { reason } => format!("cancelled ({reason})"),
             AttemptEnd::SpawnFailed { message } => format!("could not start: {message}"),
+            AttemptEnd::AgentFailed {
+                failure,
+                code,
+                message,
+            } => match code {
+                Some(c) => format!("{} error: {message} (exit {c})", failure.as_str()),
+                None => format!("{} error: {message}", failure.as_str()),
+            },
         }
     }
 }
@@ -131,6 +156,41 @@ pub enum FarmEvent {
         attempt: u32,
         end: AttemptEnd,
         duration_ms: u64,
+    },
+    /// The agent reported its session (Claude Code: `claude --resume <session_id>`).
+    AgentSession {
+        domain: String,
+        attempt: u32,
+        session_id: String,
+        model: Option<String>,
+    },
+    /// The agent used a tool (live activity).
+    AgentToolUse {
+        domain: String,
+        attempt: u32,
+        tool: String,
+        path: Option<String>,
+        turns: u32,
+    },
+    /// The agent CLI refused one of the agent's tool calls (permission rules).
+    AgentRefused {
+        domain: String,
+        attempt: u32,
+        denial: Denial,
+    },
+    /// The agent CLI is retrying a failed API request.
+    AgentApiRetry {
+        domain: String,
+        attempt: u32,
+        status: Option<u16>,
+        error: String,
+        delay_ms: u64,
+    },
+    /// What the agent reported about one attempt: turns, tokens, cost.
+    AgentUsageReported {
+        domain: String,
+        attempt: u32,
+        usage: AgentUsage,
     },
     AgentRetrying {
         domain: String,
@@ -212,6 +272,11 @@ impl FarmEvent {
             | WorktreeReady { domain, .. }
             | AgentStarted { domain, .. }
             | AgentFinished { domain, .. }
+            | AgentSession { domain, .. }
+            | AgentToolUse { domain, .. }
+            | AgentRefused { domain, .. }
+            | AgentApiRetry { domain, .. }
+            | AgentUsageReported { domain, .. }
             | AgentRetrying { domain, .. }
             | Committed { domain, .. }
             | DomainFinished { domain, .. }

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::events::{AttemptEnd, DomainStatus, FarmEvent, Timed};
+use crate::events::{AgentUsage, AttemptEnd, Denial, DomainStatus, FarmEvent, Timed};
 use crate::plan::Plan;
 
 pub const RECORD_VERSION: u32 = 1;
@@ -88,16 +88,28 @@ pub enum Phase {
     Interrupted,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Attempt {
     pub number: u32,
     pub pid: Option<u32>,
     pub started_ms: u64,
     pub ended_ms: Option<u64>,
     pub end: Option<AttemptEnd>,
+    /// What the agent itself reported (agents with structured output only).
+    #[serde(default)]
+    pub usage: Option<AgentUsage>,
+    #[serde(default)]
+    pub session_id: Option<String>,
+    /// The latest tool use, for live display: "Edit src/auth/login.rs".
+    #[serde(default)]
+    pub last_activity: Option<String>,
+    #[serde(default)]
+    pub turns: u32,
+    #[serde(default)]
+    pub denials: Vec<Denial>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DomainRecord {
     pub name: String,
     pub status: DomainStatus,
@@ -135,6 +147,37 @@ impl DomainRecord {
             (Some(s), Some(e)) => e.saturating_sub(s),
             _ => 0,
         }
+    }
+    /// Cost reported by the agent over all attempts, in USD.
+    pub fn cost_usd(&self) -> f64 {
+        self.attempts
+            .iter()
+            .filter_map(|a| a.usage.as_ref())
+            .map(|u| u.cost_usd)
+            .sum()
+    }
+    pub fn tokens(&self) -> (u64, u64) {
+        self.attempts
+            .iter()
+            .filter_map(|a| a.usage.as_ref())
+            .fold((0, 0), |(i, o), u| {
+                (i + u.input_tokens, o + u.output_tokens)
+            })
+    }
+    pub fn turns(&self) -> u32 {
+        self.attempts.iter().map(|a| a.turns).sum()
+    }
+    pub fn denials(&self) -> Vec<Denial> {
+        self.attempts
+            .iter()
+            .flat_map(|a| a.denials.iter().cloned())
+            .collect()
+    }
+    pub fn session_id(&self) -> Option<&str> {
+        self.attempts
+            .iter()
+            .rev()
+            .find_map(|a| a.session_id.as_deref())
     }
     pub fn last_exit_code(&self) -> Option<i32> {
         self.attempts
@@ -320,6 +363,11 @@ impl RunRecord {
                         started_ms: at,
                         ended_ms: None,
                         end: None,
+                        usage: None,
+                        session_id: None,
+                        last_activity: None,
+                        turns: 0,
+                        denials: Vec::new(),
                     });
                 }
             }
@@ -342,8 +390,61 @@ impl RunRecord {
                             started_ms: at,
                             ended_ms: Some(at),
                             end: Some(end.clone()),
+                            usage: None,
+                            session_id: None,
+                            last_activity: None,
+                            turns: 0,
+                            denials: Vec::new(),
                         }),
                     }
+                }
+            }
+            AgentSession {
+                domain,
+                attempt,
+                session_id,
+                ..
+            } => {
+                if let Some(a) = self.attempt_mut(domain, *attempt) {
+                    a.session_id = Some(session_id.clone());
+                }
+            }
+            AgentToolUse {
+                domain,
+                attempt,
+                tool,
+                path,
+                turns,
+            } => {
+                if let Some(a) = self.attempt_mut(domain, *attempt) {
+                    a.turns = *turns;
+                    a.last_activity = Some(match path {
+                        Some(p) => format!("{tool} {p}"),
+                        None => tool.clone(),
+                    });
+                }
+            }
+            AgentRefused {
+                domain,
+                attempt,
+                denial,
+            } => {
+                if let Some(a) = self.attempt_mut(domain, *attempt) {
+                    a.denials.push(denial.clone());
+                }
+            }
+            AgentApiRetry { .. } => {}
+            AgentUsageReported {
+                domain,
+                attempt,
+                usage,
+            } => {
+                if let Some(a) = self.attempt_mut(domain, *attempt) {
+                    a.turns = usage.turns;
+                    if a.session_id.is_none() {
+                        a.session_id = usage.session_id.clone();
+                    }
+                    a.usage = Some(usage.clone());
                 }
             }
             AgentRetrying { .. } => {}
@@ -469,6 +570,14 @@ impl RunRecord {
                 }
             }
         }
+    }
+
+    fn attempt_mut(&mut self, domain: &str, attempt: u32) -> Option<&mut Attempt> {
+        self.domains
+            .get_mut(domain)?
+            .attempts
+            .iter_mut()
+            .find(|a| a.number == attempt)
     }
 
     /// Write the record atomically (temp file in the same directory, fsync, rename).

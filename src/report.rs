@@ -25,6 +25,13 @@ pub struct DomainRow {
     pub branch_kept: bool,
     pub conflict_paths: Vec<String>,
     pub log: String,
+    /// Reported by agents with structured output (claude); 0 otherwise.
+    pub cost_usd: f64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub turns: u32,
+    pub session_id: Option<String>,
+    pub denials: Vec<crate::events::Denial>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -46,6 +53,9 @@ pub struct Metrics {
     /// The domain that contributed most to the critical path.
     pub bottleneck: Option<String>,
     pub jobs: usize,
+    pub total_cost_usd: f64,
+    pub total_input_tokens: u64,
+    pub total_output_tokens: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -116,6 +126,12 @@ pub fn build(rec: &RunRecord, now_ms: u64) -> Report {
             branch_kept: !d.branch_deleted && d.start_commit.is_some(),
             conflict_paths: d.conflict_paths.clone(),
             log: paths.output_log(&d.name).display().to_string(),
+            cost_usd: d.cost_usd(),
+            input_tokens: d.tokens().0,
+            output_tokens: d.tokens().1,
+            turns: d.turns(),
+            session_id: d.session_id().map(str::to_owned),
+            denials: d.denials(),
         })
         .collect();
     let busy_ms: u64 = domains.iter().map(|d| d.duration_ms).sum();
@@ -143,6 +159,9 @@ pub fn build(rec: &RunRecord, now_ms: u64) -> Report {
         critical_path_ms: cp as u64,
         bottleneck,
         jobs: rec.options.jobs,
+        total_cost_usd: domains.iter().map(|d| d.cost_usd).sum(),
+        total_input_tokens: domains.iter().map(|d| d.input_tokens).sum(),
+        total_output_tokens: domains.iter().map(|d| d.output_tokens).sum(),
     };
     let verify = rec.verify.as_ref().map(|v| match (v.passed, &v.end) {
         (Some(true), _) => "passed".to_string(),
@@ -206,9 +225,10 @@ impl Report {
             }
         ));
         let header = [
-            "DOMAIN", "STATUS", "TRIES", "EXIT", "TIME", "FILES", "+/-", "RESULT",
+            "DOMAIN", "STATUS", "TRIES", "EXIT", "TIME", "FILES", "+/-", "TURNS", "COST", "RESULT",
         ];
-        let rows: Vec<[String; 8]> = self
+        const LAST: usize = 9;
+        let rows: Vec<[String; 10]> = self
             .domains
             .iter()
             .map(|d| {
@@ -220,8 +240,19 @@ impl Report {
                     fmt_ms(d.duration_ms),
                     d.files_changed.to_string(),
                     format!("+{}/-{}", d.insertions, d.deletions),
+                    if d.turns > 0 {
+                        d.turns.to_string()
+                    } else {
+                        "-".into()
+                    },
+                    if d.cost_usd > 0.0 {
+                        format!("${:.4}", d.cost_usd)
+                    } else {
+                        "-".into()
+                    },
                     match (&d.status, &d.reason) {
-                        (DomainStatus::Merged, _) => "merged".to_string(),
+                        (DomainStatus::Merged, Some(r)) => format!("merged ({r})"),
+                        (DomainStatus::Merged, None) => "merged".to_string(),
                         (_, Some(r)) => r.clone(),
                         (s, None) => s.to_string(),
                     },
@@ -230,14 +261,14 @@ impl Report {
             .collect();
         let mut widths = header.map(str::len);
         for r in &rows {
-            for (i, c) in r.iter().enumerate().take(7) {
+            for (i, c) in r.iter().enumerate().take(LAST) {
                 widths[i] = widths[i].max(c.chars().count());
             }
         }
         let line = |cells: Vec<&str>| {
             let mut s = String::new();
             for (i, c) in cells.iter().enumerate() {
-                if i < 7 {
+                if i < LAST {
                     s.push_str(&format!("{c:<w$}  ", w = widths[i]));
                 } else {
                     s.push_str(c);
@@ -260,6 +291,12 @@ impl Report {
             m.jobs,
             m.parallel_efficiency * 100.0,
         ));
+        if m.total_cost_usd > 0.0 || m.total_input_tokens > 0 {
+            out.push_str(&format!(
+                "agents reported ${:.4} in all, {} tokens in / {} out\n",
+                m.total_cost_usd, m.total_input_tokens, m.total_output_tokens
+            ));
+        }
         if !m.critical_path.is_empty() {
             out.push_str(&format!(
                 "critical path {} ({}){}\n",
@@ -293,6 +330,39 @@ impl Report {
                     d.branch, d.status, d.branch, d.log
                 ));
             }
+        }
+        let refused: Vec<&DomainRow> = self
+            .domains
+            .iter()
+            .filter(|d| !d.denials.is_empty())
+            .collect();
+        if !refused.is_empty() {
+            out.push_str("refused tool calls:\n");
+            for d in refused {
+                for den in &d.denials {
+                    out.push_str(&format!(
+                        "  {}: {}{}: {}\n",
+                        d.domain,
+                        den.tool,
+                        den.path
+                            .as_ref()
+                            .map(|p| format!(" {p}"))
+                            .unwrap_or_default(),
+                        den.message
+                    ));
+                }
+            }
+        }
+        let sessions: Vec<String> = self
+            .domains
+            .iter()
+            .filter_map(|d| d.session_id.as_ref().map(|s| format!("{}: {s}", d.domain)))
+            .collect();
+        if !sessions.is_empty() {
+            out.push_str(&format!(
+                "agent sessions (resume with `claude --resume <id>` in the domain's branch): {}\n",
+                sessions.join(", ")
+            ));
         }
         for w in &self.warnings {
             out.push_str(&format!("warning: {w}\n"));

@@ -59,6 +59,53 @@ pub fn describe(ev: &FarmEvent) -> Option<String> {
             end.describe(),
             fmt_ms(*duration_ms)
         ),
+        AgentSession {
+            domain,
+            session_id,
+            model,
+            ..
+        } => format!(
+            "{domain}: session {session_id}{}",
+            model
+                .as_ref()
+                .map(|m| format!(" ({m})"))
+                .unwrap_or_default()
+        ),
+        AgentToolUse {
+            domain,
+            tool,
+            path,
+            turns,
+            ..
+        } => format!(
+            "{domain}: {tool}{} (turn {turns})",
+            path.as_ref().map(|p| format!(" {p}")).unwrap_or_default()
+        ),
+        AgentRefused { domain, denial, .. } => format!(
+            "{domain}: REFUSED {}{}: {}",
+            denial.tool,
+            denial
+                .path
+                .as_ref()
+                .map(|p| format!(" {p}"))
+                .unwrap_or_default(),
+            denial.message
+        ),
+        AgentApiRetry {
+            domain,
+            status,
+            error,
+            delay_ms,
+            ..
+        } => format!(
+            "{domain}: API {error}{}, the agent retries in {}",
+            status.map(|s| format!(" ({s})")).unwrap_or_default(),
+            fmt_ms(*delay_ms)
+        ),
+        AgentUsageReported { domain, usage, .. } => format!(
+            "{domain}: {} turn(s), {} tokens in / {} out, ${:.4}",
+            usage.turns, usage.input_tokens, usage.output_tokens, usage.cost_usd
+        ),
         AgentRetrying {
             domain,
             next_attempt,
@@ -221,6 +268,21 @@ impl Reporter for TtyReporter {
             } => self
                 .bar(domain)
                 .set_message(format!("waiting to retry (attempt {next_attempt})")),
+            AgentToolUse {
+                domain,
+                attempt,
+                tool,
+                path,
+                turns,
+            } => self.bar(domain).set_message(format!(
+                "{tool}{} · turn {turns}{}",
+                path.as_ref().map(|p| format!(" {p}")).unwrap_or_default(),
+                if *attempt > 1 {
+                    format!(" · attempt {attempt}")
+                } else {
+                    String::new()
+                }
+            )),
             AgentFinished { domain, .. } => self.bar(domain).set_message("committing"),
             DomainFinished { domain, .. } => {
                 if let Some(b) = self.bars.remove(domain) {
@@ -235,6 +297,8 @@ impl Reporter for TtyReporter {
             DomainPreparing { .. }
                 | WorktreeReady { .. }
                 | AgentStarted { .. }
+                | AgentToolUse { .. }
+                | AgentSession { .. }
                 | Committed { .. }
                 | WorktreeRemoved { .. }
                 | BranchDeleted { .. }

@@ -16,6 +16,16 @@ use crate::error::{PlanError, Problem};
 /// File name looked up in the repository root when no plan is given.
 pub const DEFAULT_PLAN_FILE: &str = "farm.yaml";
 
+/// Claude Code's `--permission-mode` values.
+pub const PERMISSION_MODES: &[&str] = &[
+    "default",
+    "acceptEdits",
+    "bypassPermissions",
+    "dontAsk",
+    "plan",
+    "auto",
+];
+
 /// Placeholders accepted in agent argv templates.
 pub const PLACEHOLDERS: &[&str] = &["prompt", "domain", "worktree", "run_id", "branch"];
 
@@ -228,6 +238,40 @@ fn validate(
     if raw.verify.as_ref().is_some_and(CommandSpec::is_empty) {
         problems.push(top("`verify` is empty".into()));
     }
+    if agent.preset != Preset::Claude {
+        for (key, set) in [
+            ("permission_mode", agent.permission_mode.is_some()),
+            ("allowed_tools", !agent.allowed_tools.is_empty()),
+            ("disallowed_tools", !agent.disallowed_tools.is_empty()),
+            ("max_budget_usd", agent.max_budget_usd.is_some()),
+        ] {
+            if set {
+                problems.push(top(format!(
+                    "`agent.{key}` is a claude preset option (preset is `{}`)",
+                    agent.preset
+                )));
+            }
+        }
+    }
+    if agent.model.is_some() && matches!(agent.preset, Preset::Sim | Preset::Custom) {
+        problems.push(top(format!(
+            "`agent.model` has no effect with preset `{}`; put the model in `agent.command`",
+            agent.preset
+        )));
+    }
+    if agent.max_budget_usd.is_some_and(|b| b.is_nan() || b <= 0.0) {
+        problems.push(top(
+            "`agent.max_budget_usd` must be greater than zero".into()
+        ));
+    }
+    if let Some(m) = &agent.permission_mode
+        && !PERMISSION_MODES.contains(&m.as_str())
+    {
+        problems.push(top(format!(
+            "unknown `agent.permission_mode` `{m}` (known: {})",
+            PERMISSION_MODES.join(", ")
+        )));
+    }
 
     let names: BTreeSet<&str> = raw.domains.iter().map(|d| d.name.as_str()).collect();
     let mut seen: BTreeMap<&str, Option<usize>> = BTreeMap::new();
@@ -348,6 +392,22 @@ fn validate(
                 .agent
                 .retry_backoff
                 .map_or(DEFAULT_RETRY_BACKOFF, |d| d.0),
+            rate_limit_backoff: raw
+                .agent
+                .rate_limit_backoff
+                .map_or(DEFAULT_RATE_LIMIT_BACKOFF, |d| d.0),
+            model: raw.agent.model,
+            preamble: raw
+                .agent
+                .preamble
+                .unwrap_or(!matches!(raw.agent.preset, Preset::Sim | Preset::Custom)),
+            permission_mode: raw
+                .agent
+                .permission_mode
+                .unwrap_or_else(|| DEFAULT_PERMISSION_MODE.to_string()),
+            allowed_tools: raw.agent.allowed_tools,
+            disallowed_tools: raw.agent.disallowed_tools,
+            max_budget_usd: raw.agent.max_budget_usd,
         },
         copy: raw.prepare.copy,
         setup: raw.prepare.setup,

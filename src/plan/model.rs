@@ -105,9 +105,15 @@ impl Serialize for CommandSpec {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Preset {
-    /// `claude -p {prompt}`
+    /// `claude -p {prompt} --output-format stream-json --verbose --permission-mode acceptEdits`
     #[default]
     Claude,
+    /// `codex exec --full-auto {prompt}`
+    Codex,
+    /// `gemini --yolo -p {prompt}`
+    Gemini,
+    /// `aider --yes --message {prompt}`
+    Aider,
     /// agent-farm's built-in simulated agent (`agent-farm sim-agent {prompt}`).
     Sim,
     /// `agent.command`, an argv with placeholders.
@@ -118,6 +124,9 @@ impl fmt::Display for Preset {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Preset::Claude => "claude",
+            Preset::Codex => "codex",
+            Preset::Gemini => "gemini",
+            Preset::Aider => "aider",
             Preset::Sim => "sim",
             Preset::Custom => "custom",
         })
@@ -142,6 +151,8 @@ pub const DEFAULT_MAX_PARALLEL: usize = 5;
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(10);
 pub const DEFAULT_RETRY_BACKOFF: Duration = Duration::from_secs(5);
+pub const DEFAULT_RATE_LIMIT_BACKOFF: Duration = Duration::from_secs(60);
+pub const DEFAULT_PERMISSION_MODE: &str = "acceptEdits";
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -161,6 +172,22 @@ pub struct RawAgent {
     pub grace: Option<HumanDuration>,
     pub retries: Option<u32>,
     pub retry_backoff: Option<HumanDuration>,
+    /// Backoff after a rate-limit or overload failure (longer than `retry_backoff`).
+    pub rate_limit_backoff: Option<HumanDuration>,
+    /// Model name passed to presets that take one.
+    pub model: Option<String>,
+    /// Prepend the farm's preamble (domain, owned paths, parallel work) to every prompt.
+    pub preamble: Option<bool>,
+    /// claude: `--permission-mode` (default `acceptEdits`).
+    pub permission_mode: Option<String>,
+    /// claude: `--allowedTools` entries.
+    #[serde(default)]
+    pub allowed_tools: Vec<String>,
+    /// claude: `--disallowedTools` entries.
+    #[serde(default)]
+    pub disallowed_tools: Vec<String>,
+    /// claude: `--max-budget-usd` per agent attempt.
+    pub max_budget_usd: Option<f64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -207,7 +234,7 @@ pub struct RawPlan {
 }
 
 /// How agents are launched, with every default filled in.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AgentConfig {
     pub preset: Preset,
     pub program: Option<String>,
@@ -221,6 +248,14 @@ pub struct AgentConfig {
     pub retries: u32,
     #[serde(with = "humantime_serde_compat")]
     pub retry_backoff: Duration,
+    #[serde(with = "humantime_serde_compat")]
+    pub rate_limit_backoff: Duration,
+    pub model: Option<String>,
+    pub preamble: bool,
+    pub permission_mode: String,
+    pub allowed_tools: Vec<String>,
+    pub disallowed_tools: Vec<String>,
+    pub max_budget_usd: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -241,7 +276,7 @@ pub struct Domain {
 }
 
 /// A validated plan: every reference resolved, every default applied.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
     pub source: PathBuf,
     pub base: Option<String>,

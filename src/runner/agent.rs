@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::plan::{AgentConfig, Preset};
+use crate::plan::{AgentConfig, Domain, Preset};
 
 /// Values substituted for placeholders in an agent argv.
 #[derive(Debug, Clone)]
@@ -52,21 +52,76 @@ pub fn program(cfg: &AgentConfig, self_exe: &Path) -> String {
     match (cfg.preset, &cfg.program, &cfg.command) {
         (_, Some(p), _) => p.clone(),
         (Preset::Claude, None, _) => "claude".into(),
+        (Preset::Codex, None, _) => "codex".into(),
+        (Preset::Gemini, None, _) => "gemini".into(),
+        (Preset::Aider, None, _) => "aider".into(),
         (Preset::Sim, None, _) => self_exe.display().to_string(),
         (Preset::Custom, None, Some(c)) => c.first().cloned().unwrap_or_default(),
         (Preset::Custom, None, None) => String::new(),
     }
 }
 
-/// The full argv for one agent.
+/// Whether the agent prints Claude Code's stream-json events on stdout.
+pub fn streams_json(cfg: &AgentConfig) -> bool {
+    cfg.preset == Preset::Claude
+}
+
+/// The full argv for one agent. The prompt is always exactly one element.
 pub fn argv(cfg: &AgentConfig, self_exe: &Path, v: &Vars) -> Vec<String> {
+    let prog = program(cfg, self_exe);
+    let p = "{prompt}".to_string();
+    let model = |flag: &str| {
+        cfg.model
+            .iter()
+            .flat_map(|m| [flag.to_string(), m.clone()])
+            .collect::<Vec<_>>()
+    };
     let mut template: Vec<String> = match cfg.preset {
-        Preset::Claude => vec![program(cfg, self_exe), "-p".into(), "{prompt}".into()],
-        Preset::Sim => vec![
-            program(cfg, self_exe),
-            "sim-agent".into(),
-            "{prompt}".into(),
-        ],
+        Preset::Claude => {
+            let mut a = vec![
+                prog,
+                "-p".into(),
+                p,
+                "--output-format".into(),
+                "stream-json".into(),
+                "--verbose".into(),
+                "--permission-mode".into(),
+                cfg.permission_mode.clone(),
+            ];
+            a.extend(model("--model"));
+            if !cfg.allowed_tools.is_empty() {
+                a.push("--allowedTools".into());
+                a.push(cfg.allowed_tools.join(","));
+            }
+            if !cfg.disallowed_tools.is_empty() {
+                a.push("--disallowedTools".into());
+                a.push(cfg.disallowed_tools.join(","));
+            }
+            if let Some(b) = cfg.max_budget_usd {
+                a.push("--max-budget-usd".into());
+                a.push(b.to_string());
+            }
+            a
+        }
+        Preset::Codex => {
+            let mut a = vec![prog, "exec".into(), "--full-auto".into()];
+            a.extend(model("--model"));
+            a.push(p);
+            a
+        }
+        Preset::Gemini => {
+            let mut a = vec![prog, "--yolo".into()];
+            a.extend(model("--model"));
+            a.extend(["-p".into(), p]);
+            a
+        }
+        Preset::Aider => {
+            let mut a = vec![prog, "--yes-always".into()];
+            a.extend(model("--model"));
+            a.extend(["--message".into(), p]);
+            a
+        }
+        Preset::Sim => vec![prog, "sim-agent".into(), p],
         Preset::Custom => {
             let mut c = cfg.command.clone().unwrap_or_default();
             if let (Some(p), Some(first)) = (&cfg.program, c.first_mut()) {
@@ -77,6 +132,42 @@ pub fn argv(cfg: &AgentConfig, self_exe: &Path, v: &Vars) -> Vec<String> {
     };
     template.extend(cfg.args.iter().cloned());
     template.iter().map(|t| substitute(t, v)).collect()
+}
+
+/// The prompt an agent receives: the domain's prompt, after the farm's preamble when enabled.
+pub fn full_prompt(cfg: &AgentConfig, domain: &Domain, worktree: &Path) -> String {
+    if !cfg.preamble {
+        return domain.prompt.clone();
+    }
+    let mut s = format!(
+        "You are one of several coding agents working in parallel on this repository, coordinated by agent-farm. \
+Your domain is `{}`: change only files matching {}. Other agents are changing other parts of the \
+repository at the same time; do not edit files outside your domain, even to fix something there \
+(describe it in your final message instead). Work in the current directory ({}); everything you \
+change is committed for you when you finish.",
+        domain.name,
+        domain
+            .owns
+            .iter()
+            .map(|o| format!("`{o}`"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        worktree.display()
+    );
+    if !domain.depends_on.is_empty() {
+        s.push_str(&format!(
+            " The work of {} is already merged into your starting point.",
+            domain
+                .depends_on
+                .iter()
+                .map(|d| format!("`{d}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    s.push_str("\n\n");
+    s.push_str(&domain.prompt);
+    s
 }
 
 /// Environment added to every agent (and setup/verify command) of a domain.
@@ -116,6 +207,13 @@ mod tests {
             grace: Duration::from_secs(1),
             retries: 0,
             retry_backoff: Duration::from_secs(1),
+            rate_limit_backoff: Duration::from_secs(1),
+            model: None,
+            preamble: false,
+            permission_mode: "acceptEdits".into(),
+            allowed_tools: vec![],
+            disallowed_tools: vec![],
+            max_budget_usd: None,
         }
     }
 
@@ -131,8 +229,31 @@ mod tests {
 
     #[test]
     fn claude_preset_passes_prompt_as_one_argument() {
-        let a = argv(&cfg(Preset::Claude, None), Path::new("/bin/af"), &vars());
-        assert_eq!(a, vec!["claude", "-p", "do {domain} things", "--x=api"]);
+        let mut c = cfg(Preset::Claude, None);
+        c.model = Some("opus".into());
+        c.disallowed_tools = vec!["Edit(src/ui/**)".into(), "Edit(docs/**)".into()];
+        c.max_budget_usd = Some(1.5);
+        let a = argv(&c, Path::new("/bin/af"), &vars());
+        assert_eq!(
+            a,
+            vec![
+                "claude",
+                "-p",
+                "do {domain} things",
+                "--output-format",
+                "stream-json",
+                "--verbose",
+                "--permission-mode",
+                "acceptEdits",
+                "--model",
+                "opus",
+                "--disallowedTools",
+                "Edit(src/ui/**),Edit(docs/**)",
+                "--max-budget-usd",
+                "1.5",
+                "--x=api"
+            ]
+        );
     }
 
     #[test]
@@ -158,6 +279,37 @@ mod tests {
                 "--run=r1",
                 "do {domain} things",
                 "{json}",
+                "--x=api"
+            ]
+        );
+    }
+
+    #[test]
+    fn other_presets() {
+        let a = argv(&cfg(Preset::Codex, None), Path::new("/x"), &vars());
+        assert_eq!(
+            a,
+            vec![
+                "codex",
+                "exec",
+                "--full-auto",
+                "do {domain} things",
+                "--x=api"
+            ]
+        );
+        let a = argv(&cfg(Preset::Gemini, None), Path::new("/x"), &vars());
+        assert_eq!(
+            a,
+            vec!["gemini", "--yolo", "-p", "do {domain} things", "--x=api"]
+        );
+        let a = argv(&cfg(Preset::Aider, None), Path::new("/x"), &vars());
+        assert_eq!(
+            a,
+            vec![
+                "aider",
+                "--yes-always",
+                "--message",
+                "do {domain} things",
                 "--x=api"
             ]
         );

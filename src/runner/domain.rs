@@ -10,6 +10,7 @@ use tokio::sync::mpsc;
 
 use super::agent::{self, Vars};
 use super::process::{self, Cancel, CancelRx, ProcSpec};
+use super::stream::{Observation, StreamState};
 use crate::events::{AttemptEnd, DomainStatus, FarmEvent, Timed, now_ms};
 use crate::git;
 use crate::plan::{AgentConfig, CommandSpec, Domain};
@@ -146,8 +147,9 @@ pub async fn run(job: DomainJob, tx: mpsc::Sender<Timed>, mut cancel: CancelRx) 
     })
     .await;
 
+    let prompt = agent::full_prompt(&job.agent, &job.domain, &job.worktree);
     let vars = Vars {
-        prompt: &job.domain.prompt,
+        prompt: &prompt,
         domain: &name,
         worktree: &job.worktree,
         run_id: &job.run_id,
@@ -161,6 +163,7 @@ pub async fn run(job: DomainJob, tx: mpsc::Sender<Timed>, mut cancel: CancelRx) 
         log,
         timeout: job.timeout,
         grace: job.agent.grace,
+        stdout_lines: None,
     };
 
     // Setup commands: a failure fails this domain only.
@@ -190,13 +193,21 @@ pub async fn run(job: DomainJob, tx: mpsc::Sender<Timed>, mut cancel: CancelRx) 
     let log = job.paths.output_log(&name);
     let mut last_end = AttemptEnd::Exited { code: -1 };
     let mut head: Option<String> = None;
+    let mut refused = 0usize;
     for attempt in 1..=job.retries + 1 {
         let _ = process::log_line(
             &log,
             &format!("=== agent-farm: domain {name}, attempt {attempt}, argv {argv:?}"),
         );
         let (pid_tx, pid_rx) = tokio::sync::oneshot::channel();
-        let spec = spec_for(argv.clone(), log.clone());
+        let mut spec = spec_for(argv.clone(), log.clone());
+        let (line_tx, mut line_rx) = mpsc::channel::<String>(256);
+        let structured = agent::streams_json(&job.agent);
+        if structured {
+            spec.stdout_lines = Some(line_tx);
+        } else {
+            drop(line_tx);
+        }
         let mut c2 = cancel.clone();
         let run = tokio::spawn(async move {
             process::run(
@@ -216,6 +227,15 @@ pub async fn run(job: DomainJob, tx: mpsc::Sender<Timed>, mut cancel: CancelRx) 
             })
             .await;
         }
+        // Live activity from the agent's own event stream, until its stdout closes.
+        let mut stream = StreamState::default();
+        while let Some(line) = line_rx.recv().await {
+            for obs in stream.feed(&line) {
+                if let Some(ev) = observation_event(&name, attempt, &job.worktree, &stream, obs) {
+                    em.send(ev).await;
+                }
+            }
+        }
         let r = match run.await {
             Ok(r) => r,
             Err(e) => process::ProcResult {
@@ -226,6 +246,26 @@ pub async fn run(job: DomainJob, tx: mpsc::Sender<Timed>, mut cancel: CancelRx) 
                 leftovers: Vec::new(),
             },
         };
+        let mut r = r;
+        refused += stream.usage.denials.len();
+        if structured && !matches!(r.end, AttemptEnd::SpawnFailed { .. }) {
+            em.send(FarmEvent::AgentUsageReported {
+                domain: name.clone(),
+                attempt,
+                usage: stream.usage.clone(),
+            })
+            .await;
+            // The exit code alone is not the truth: the agent's result says whether it worked.
+            if let AttemptEnd::Exited { code } = r.end
+                && let Some((failure, message)) = stream.failure(Some(code))
+            {
+                r.end = AttemptEnd::AgentFailed {
+                    failure,
+                    code: Some(code),
+                    message,
+                };
+            }
+        }
         if !r.leftovers.is_empty() {
             em.send(FarmEvent::Warning {
                 domain: Some(name.clone()),
@@ -276,14 +316,26 @@ pub async fn run(job: DomainJob, tx: mpsc::Sender<Timed>, mut cancel: CancelRx) 
             }
         }
         last_end = r.end;
-        let retryable = matches!(
-            last_end,
-            AttemptEnd::Exited { .. } | AttemptEnd::Signaled { .. } | AttemptEnd::TimedOut
-        );
+        let (retryable, backoff) = match &last_end {
+            AttemptEnd::Exited { .. } | AttemptEnd::Signaled { .. } | AttemptEnd::TimedOut => {
+                (true, job.agent.retry_backoff)
+            }
+            AttemptEnd::AgentFailed { failure, .. } => (
+                failure.retryable(),
+                if failure.backs_off() {
+                    job.agent.rate_limit_backoff
+                } else {
+                    job.agent.retry_backoff
+                },
+            ),
+            AttemptEnd::Cancelled { .. } | AttemptEnd::SpawnFailed { .. } => {
+                (false, Duration::ZERO)
+            }
+        };
         if last_end.success() || !retryable || attempt > job.retries {
             break;
         }
-        let delay = job.agent.retry_backoff * 2u32.saturating_pow(attempt - 1);
+        let delay = backoff * 2u32.saturating_pow(attempt - 1);
         em.send(FarmEvent::AgentRetrying {
             domain: name.clone(),
             next_attempt: attempt + 1,
@@ -300,6 +352,12 @@ pub async fn run(job: DomainJob, tx: mpsc::Sender<Timed>, mut cancel: CancelRx) 
     }
 
     let (mut status, mut reason) = match &last_end {
+        e if e.success() && refused > 0 => (
+            DomainStatus::Succeeded,
+            Some(format!(
+                "partial: {refused} tool call(s) refused by the agent's permission rules"
+            )),
+        ),
         e if e.success() => (DomainStatus::Succeeded, None),
         AttemptEnd::TimedOut => (
             DomainStatus::TimedOut,
@@ -362,6 +420,60 @@ pub async fn run(job: DomainJob, tx: mpsc::Sender<Timed>, mut cancel: CancelRx) 
         deletions,
     })
     .await;
+}
+
+/// Paths inside the worktree are shown relative to it.
+fn relative(path: Option<String>, worktree: &std::path::Path) -> Option<String> {
+    path.map(|p| match std::path::Path::new(&p).strip_prefix(worktree) {
+        Ok(rel) => rel.display().to_string(),
+        Err(_) => p,
+    })
+}
+
+fn observation_event(
+    domain: &str,
+    attempt: u32,
+    worktree: &std::path::Path,
+    stream: &StreamState,
+    obs: Observation,
+) -> Option<FarmEvent> {
+    let domain = domain.to_string();
+    Some(match obs {
+        Observation::Session { session_id, model } => FarmEvent::AgentSession {
+            domain,
+            attempt,
+            session_id,
+            model,
+        },
+        Observation::ToolUse { tool, path } => FarmEvent::AgentToolUse {
+            domain,
+            attempt,
+            tool,
+            path: relative(path, worktree),
+            turns: stream.usage.turns,
+        },
+        Observation::Refused(mut denial) => {
+            denial.path = relative(denial.path, worktree);
+            FarmEvent::AgentRefused {
+                domain,
+                attempt,
+                denial,
+            }
+        }
+        Observation::ApiRetry {
+            status,
+            error,
+            delay_ms,
+            ..
+        } => FarmEvent::AgentApiRetry {
+            domain,
+            attempt,
+            status,
+            error,
+            delay_ms,
+        },
+        Observation::Result => return None,
+    })
 }
 
 /// Cancel value used by the dispatcher.

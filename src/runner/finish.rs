@@ -94,6 +94,7 @@ impl Farm {
                         log,
                         timeout: rec.plan.agent.timeout,
                         grace: rec.plan.agent.grace,
+                        stdout_lines: None,
                     };
                     let (_tx, mut rx) = tokio::sync::watch::channel(None);
                     let r = process::run(&spec, |_| {}, &mut rx).await;

@@ -8,6 +8,7 @@ pub mod agent;
 pub mod domain;
 pub mod finish;
 pub mod process;
+pub mod stream;
 
 use std::collections::BTreeSet;
 use std::io::Write;

@@ -30,6 +30,54 @@ pub struct ProcSpec {
     pub log: PathBuf,
     pub timeout: Duration,
     pub grace: Duration,
+    /// When set, stdout is read line by line (each line also appended to the log) and sent here.
+    pub stdout_lines: Option<tokio::sync::mpsc::Sender<String>>,
+}
+
+/// Longest stdout line passed on to the line reader; longer lines are only logged.
+const MAX_LINE: usize = 4 * 1024 * 1024;
+
+/// Copy the child's stdout to the log, passing complete lines on. Memory stays bounded by
+/// [`MAX_LINE`] whatever the child prints.
+async fn pump(
+    mut stdout: tokio::process::ChildStdout,
+    log: std::fs::File,
+    tx: tokio::sync::mpsc::Sender<String>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut log = tokio::fs::File::from_std(log);
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut line: Vec<u8> = Vec::new();
+    let mut overlong = false;
+    loop {
+        let n = match stdout.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if let Err(e) = log.write_all(&buf[..n]).await {
+            tracing::warn!("cannot write agent log: {e}");
+        }
+        let mut chunk = &buf[..n];
+        while let Some(i) = chunk.iter().position(|b| *b == b'\n') {
+            if !overlong && line.len() + i <= MAX_LINE {
+                line.extend_from_slice(&chunk[..i]);
+                let _ = tx.send(String::from_utf8_lossy(&line).into_owned()).await;
+            }
+            line.clear();
+            overlong = false;
+            chunk = &chunk[i + 1..];
+        }
+        if line.len() + chunk.len() <= MAX_LINE {
+            line.extend_from_slice(chunk);
+        } else {
+            overlong = true;
+            line.clear();
+        }
+    }
+    if !line.is_empty() && !overlong {
+        let _ = tx.send(String::from_utf8_lossy(&line).into_owned()).await;
+    }
+    let _ = log.flush().await;
 }
 
 /// The outcome of [`run`], with how long the process ran and whether it left processes behind.
@@ -131,10 +179,14 @@ pub async fn run(spec: &ProcSpec, on_start: impl FnOnce(u32), cancel: &mut Cance
         Err(e) => return fail(format!("cannot open log {}: {e}", spec.log.display())),
     };
     let mut cmd = tokio::process::Command::new(program);
+    let (stdout, tap) = match spec.stdout_lines.clone() {
+        Some(tx) => (Stdio::piped(), Some((tx, out))),
+        None => (Stdio::from(out), None),
+    };
     cmd.args(args)
         .current_dir(&spec.cwd)
         .stdin(Stdio::null())
-        .stdout(Stdio::from(out))
+        .stdout(stdout)
         .stderr(Stdio::from(err))
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
         .process_group(0)
@@ -144,6 +196,10 @@ pub async fn run(spec: &ProcSpec, on_start: impl FnOnce(u32), cancel: &mut Cance
         Err(e) => return fail(format!("{program}: {e}")),
     };
     let pgid = child.id().unwrap_or(0);
+    let reader = match (tap, child.stdout.take()) {
+        (Some((tx, log)), Some(stdout)) => Some(tokio::spawn(pump(stdout, log, tx))),
+        _ => None,
+    };
     on_start(pgid);
     tracing::debug!(pgid, ?spec.argv, "spawned");
 
@@ -164,6 +220,21 @@ pub async fn run(spec: &ProcSpec, on_start: impl FnOnce(u32), cancel: &mut Cance
     if !leftovers.is_empty() {
         tracing::debug!(pgid, ?leftovers, "killing leftover processes");
         signal_group(pgid, Signal::SIGKILL);
+    }
+    if let Some(r) = reader {
+        // The pipe closes once every process holding it is gone; one that left the group
+        // could keep it open forever, so give up on the rest of its output after a while.
+        let abort = r.abort_handle();
+        if tokio::time::timeout(Duration::from_secs(5), r)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                pgid,
+                "stdout still open after the agent ended; stopped reading it"
+            );
+            abort.abort();
+        }
     }
     let end = stop_reason.unwrap_or_else(|| match status {
         Some(s) => match (s.code(), std::os::unix::process::ExitStatusExt::signal(&s)) {
