@@ -101,7 +101,7 @@ pub enum PreflightError {
         "agent program `{program}` not found on PATH (or not executable); install it, or set `agent.program` / `agent.command` in the plan, or pass --agent-program"
     )]
     AgentNotFound { program: String },
-    #[error("worktree root {path} is not writable: {message}")]
+    #[error("worktree root {path} cannot be used: {message}")]
     WorktreeRoot { path: PathBuf, message: String },
     #[error("file to copy into worktrees not found: {path} (listed in `prepare.copy`)")]
     CopyMissing { path: PathBuf },

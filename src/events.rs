@@ -259,6 +259,12 @@ pub enum FarmEvent {
     Interrupted {
         reason: String,
     },
+    /// The run moved on to another stage (merging, verifying, landing, cleaning).
+    Phase {
+        phase: crate::record::Phase,
+    },
+    /// `agent-farm merge` took the run over to (re)do its merge step.
+    MergeRequested,
     RunFinished {
         exit_code: i32,
     },

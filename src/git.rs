@@ -227,6 +227,8 @@ pub fn add_detached_worktree(
     commit: Oid,
 ) -> Result<()> {
     let tmp_branch = format!("farm-tmp/{admin_name}");
+    // A crash between these steps can leave the temporary branch behind; it holds nothing.
+    delete_branch(repo, &tmp_branch)?;
     create_branch(repo, &tmp_branch, commit)?;
     let res = add_worktree(repo, admin_name, path, &tmp_branch).and_then(|()| {
         let wt = open(path)?;
@@ -273,8 +275,15 @@ pub fn commit_all(path: &Path, message: &str, exclude: &[String]) -> Result<Opti
     index
         .add_all(["*"], IndexAddOption::DEFAULT, Some(&mut skip))
         .ctx(|| format!("cannot stage changes in {}", path.display()))?;
+    let mut skip_update = |p: &Path, _: &[u8]| -> i32 {
+        if exclude.iter().any(|e| Path::new(e) == p) {
+            1
+        } else {
+            0
+        }
+    };
     index
-        .update_all(["*"], None)
+        .update_all(["*"], Some(&mut skip_update))
         .ctx(|| format!("cannot stage deletions in {}", path.display()))?;
     index.write().ctx(|| "cannot write index".into())?;
     let tree_id = index.write_tree().ctx(|| "cannot write tree".into())?;
@@ -289,6 +298,84 @@ pub fn commit_all(path: &Path, message: &str, exclude: &[String]) -> Result<Opti
         .commit(Some("HEAD"), &author, &committer, message, &tree, &parents)
         .ctx(|| format!("cannot commit in {}", path.display()))?;
     Ok(Some(oid))
+}
+
+/// Where a worktree's HEAD stands relative to the branch agent-farm gave it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeadState {
+    /// HEAD is the domain branch.
+    OnBranch,
+    /// HEAD was detached ahead of the branch (the agent committed on a detached HEAD); the
+    /// branch was fast-forwarded to it and HEAD re-attached.
+    FastForwarded { to: Oid },
+    /// HEAD points at commits that are not on the branch (the agent switched branches); they are
+    /// kept reachable under `keep_ref`.
+    Stray { commit: Oid },
+}
+
+/// Make sure every commit in the worktree stays reachable from a ref agent-farm keeps.
+pub fn secure_head(path: &Path, branch: &str, keep_ref: &str) -> Result<HeadState> {
+    let repo = open(path)?;
+    let branch_ref = format!("refs/heads/{branch}");
+    let symbolic = repo
+        .find_reference("HEAD")
+        .ok()
+        .and_then(|h| h.symbolic_target().ok().flatten().map(str::to_owned));
+    if symbolic.as_deref() == Some(branch_ref.as_str()) {
+        return Ok(HeadState::OnBranch);
+    }
+    let Some(head) = repo.head().ok().and_then(|h| h.target()) else {
+        return Ok(HeadState::OnBranch);
+    };
+    let tip = repo
+        .refname_to_id(&branch_ref)
+        .ctx(|| format!("cannot read branch {branch}"))?;
+    if head == tip || repo.graph_descendant_of(head, tip).unwrap_or(false) {
+        if head != tip {
+            repo.reference_matching(
+                &branch_ref,
+                head,
+                true,
+                tip,
+                "agent-farm: adopt detached commits",
+            )
+            .ctx(|| format!("cannot move {branch}"))?;
+        }
+        repo.set_head(&branch_ref)
+            .ctx(|| format!("cannot re-attach HEAD to {branch}"))?;
+        return Ok(if head == tip {
+            HeadState::OnBranch
+        } else {
+            HeadState::FastForwarded { to: head }
+        });
+    }
+    if !repo.graph_descendant_of(tip, head).unwrap_or(false) {
+        repo.reference(
+            keep_ref,
+            head,
+            true,
+            "agent-farm: keep commits made off the domain branch",
+        )
+        .ctx(|| format!("cannot create {keep_ref}"))?;
+    }
+    Ok(HeadState::Stray { commit: head })
+}
+
+/// Paths with uncommitted changes in a worktree, untracked (not ignored) files included.
+pub fn uncommitted(path: &Path) -> Result<Vec<String>> {
+    let repo = open(path)?;
+    let mut opts = git2::StatusOptions::new();
+    opts.include_untracked(true)
+        .recurse_untracked_dirs(false)
+        .include_ignored(false);
+    let statuses = repo
+        .statuses(Some(&mut opts))
+        .ctx(|| format!("cannot read status of {}", path.display()))?;
+    Ok(statuses
+        .iter()
+        .filter(|s| s.status() != git2::Status::CURRENT)
+        .filter_map(|s| s.path().ok().map(str::to_owned))
+        .collect())
 }
 
 /// What changed between two commits.
@@ -465,39 +552,88 @@ pub fn dirty_paths(path: &Path) -> Result<Vec<String>> {
         .collect())
 }
 
-/// What landing did.
+/// What landing would do, computed before verify so that verify runs on exactly the commit that
+/// lands.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LandOutcome {
-    /// `into` was moved to this commit (and its checkout updated, if it has one).
-    Landed { commit: Oid, fast_forward: bool },
-    /// `into` already contained the result.
+pub enum LandPlan {
+    /// `into` already contains the result.
     UpToDate,
-    /// `into` is checked out with uncommitted changes at `worktree`; nothing was touched.
-    DirtyCheckout {
-        worktree: PathBuf,
-        paths: Vec<String>,
+    /// Move `into` from `old` (None: create it) to `commit`.
+    Move {
+        old: Option<Oid>,
+        commit: Oid,
+        fast_forward: bool,
     },
     /// `into` moved since the run started and merging the result into it conflicts.
     Conflict(Vec<String>),
-    /// The checkout of `into` could not be updated safely (e.g. an untracked file would be
-    /// overwritten); nothing was touched.
-    CheckoutBlocked { worktree: PathBuf, message: String },
 }
 
-/// Land `result` on branch `into`: fast-forward when possible, otherwise a merge commit; never
-/// a force. A checkout of `into` is updated only when it has no uncommitted changes.
-pub fn land(repo: &Repository, into: &str, result: Oid, message: &str) -> Result<LandOutcome> {
-    let refname = format!("refs/heads/{into}");
+pub fn plan_landing(repo: &Repository, into: &str, result: Oid, message: &str) -> Result<LandPlan> {
     let Some(old) = branch_tip(repo, into) else {
-        create_branch(repo, into, result)?;
-        return Ok(LandOutcome::Landed {
+        return Ok(LandPlan::Move {
+            old: None,
             commit: result,
             fast_forward: true,
         });
     };
     if old == result || repo.graph_descendant_of(old, result).unwrap_or(false) {
-        return Ok(LandOutcome::UpToDate);
+        return Ok(LandPlan::UpToDate);
     }
+    if repo.graph_descendant_of(result, old).unwrap_or(false) {
+        return Ok(LandPlan::Move {
+            old: Some(old),
+            commit: result,
+            fast_forward: true,
+        });
+    }
+    Ok(match merge_commits(repo, old, result, message)? {
+        Ok(commit) => LandPlan::Move {
+            old: Some(old),
+            commit,
+            fast_forward: false,
+        },
+        Err(paths) => LandPlan::Conflict(paths),
+    })
+}
+
+/// What landing did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LandOutcome {
+    /// `into` was moved to this commit (and its checkout updated, if it has one).
+    Landed,
+    /// `into` is checked out with uncommitted changes at `worktree`; nothing was touched.
+    DirtyCheckout {
+        worktree: PathBuf,
+        paths: Vec<String>,
+    },
+    /// `into` no longer points where it did when the landing was planned; nothing was touched.
+    Moved,
+    /// The checkout of `into` could not be updated safely (e.g. an untracked file would be
+    /// overwritten); nothing was touched.
+    CheckoutBlocked { worktree: PathBuf, message: String },
+}
+
+/// Move `into` from `old` to `new` (a descendant of `old`), never by force. The ref is locked
+/// first and re-checked, then the checkout of `into` (if any, and only if it has no uncommitted
+/// changes) is updated, then the ref is moved.
+pub fn land(
+    repo: &Repository,
+    into: &str,
+    old: Option<Oid>,
+    new: Oid,
+    message: &str,
+) -> Result<LandOutcome> {
+    let refname = format!("refs/heads/{into}");
+    let Some(old) = old else {
+        return match repo.reference(&refname, new, false, message) {
+            Ok(_) => Ok(LandOutcome::Landed),
+            Err(e) if e.code() == git2::ErrorCode::Exists => Ok(LandOutcome::Moved),
+            Err(e) => Err(GitError::Git {
+                context: format!("cannot create {into}"),
+                source: e,
+            }),
+        };
+    };
     let checkout = checked_out_at(repo, into);
     if let Some(wt) = &checkout {
         let dirty = dirty_paths(wt)?;
@@ -508,15 +644,14 @@ pub fn land(repo: &Repository, into: &str, result: Oid, message: &str) -> Result
             });
         }
     }
-    let fast_forward = repo.graph_descendant_of(result, old).unwrap_or(false);
-    let new = if fast_forward {
-        result
-    } else {
-        match merge_commits(repo, old, result, message)? {
-            Ok(c) => c,
-            Err(paths) => return Ok(LandOutcome::Conflict(paths)),
-        }
-    };
+    let mut tx = repo
+        .transaction()
+        .ctx(|| "cannot start a ref transaction".into())?;
+    tx.lock_ref(&refname)
+        .ctx(|| format!("cannot lock {into} (is another git command running?)"))?;
+    if branch_tip(repo, into) != Some(old) {
+        return Ok(LandOutcome::Moved);
+    }
     if let Some(wt) = &checkout {
         let wrepo = open(wt)?;
         let tree = wrepo
@@ -531,23 +666,17 @@ pub fn land(repo: &Repository, into: &str, result: Oid, message: &str) -> Result
                 message: e.message().to_string(),
             });
         }
-        wrepo
-            .reference_matching(&refname, new, true, old, message)
-            .ctx(|| format!("cannot update {into}"))?;
         // Refresh the index so `git status` is clean after the checkout moved the files.
         let mut index = wrepo.index().ctx(|| "cannot read index".into())?;
         index
             .read_tree(&tree)
             .ctx(|| "cannot refresh index".into())?;
         index.write().ctx(|| "cannot write index".into())?;
-    } else {
-        repo.reference_matching(&refname, new, true, old, message)
-            .ctx(|| format!("cannot update {into}"))?;
     }
-    Ok(LandOutcome::Landed {
-        commit: new,
-        fast_forward,
-    })
+    tx.set_target(&refname, new, None, message)
+        .and_then(|()| tx.commit())
+        .ctx(|| format!("cannot update {into}"))?;
+    Ok(LandOutcome::Landed)
 }
 
 /// True when every commit of `branch_tip` is reachable from `from`.

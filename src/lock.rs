@@ -1,76 +1,69 @@
-//! The per-run lock: a file holding the pid of the process driving the run. A lock whose process
-//! is gone is stale and is taken over.
+//! The per-run lock: an exclusive `flock` on `<run-dir>/lock`, held for as long as the process
+//! drives the run. The kernel releases it when the process dies, so a stale lock never blocks
+//! anyone and two processes can never both take it. The file holds the holder's pid, for messages.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::io::{Read, Seek, Write};
+use std::path::Path;
+
+use nix::fcntl::{Flock, FlockArg};
 
 use crate::error::PreflightError;
 
 #[derive(Debug)]
 pub struct RunLock {
-    path: PathBuf,
-}
-
-fn alive(pid: u32) -> bool {
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None).is_ok()
+    _lock: Flock<std::fs::File>,
 }
 
 impl RunLock {
     pub fn acquire(path: &Path, run_id: &str) -> Result<RunLock, PreflightError> {
-        let me = std::process::id();
+        let other = |e: std::io::Error| {
+            PreflightError::Other(format!("cannot use lock {}: {e}", path.display()))
+        };
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                PreflightError::Other(format!("cannot create {}: {e}", dir.display()))
-            })?;
+            std::fs::create_dir_all(dir).map_err(other)?;
         }
-        for _ in 0..2 {
-            match std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(path)
-            {
-                Ok(mut f) => {
-                    let _ = writeln!(f, "{me}");
-                    return Ok(RunLock {
-                        path: path.to_owned(),
-                    });
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    let holder = std::fs::read_to_string(path)
-                        .ok()
-                        .and_then(|s| s.trim().parse::<u32>().ok());
-                    match holder {
-                        Some(pid) if pid != me && alive(pid) => {
-                            return Err(PreflightError::Locked {
-                                run_id: run_id.to_string(),
-                                pid,
-                                path: path.to_owned(),
-                            });
-                        }
-                        // Stale (dead holder or unreadable): take it over.
-                        _ => {
-                            tracing::info!(?holder, "taking over a stale lock {}", path.display());
-                            let _ = std::fs::remove_file(path);
-                        }
-                    }
-                }
-                Err(e) => {
-                    return Err(PreflightError::Other(format!(
-                        "cannot create lock {}: {e}",
-                        path.display()
-                    )));
-                }
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(other)?;
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(mut lock) => {
+                lock.set_len(0).map_err(other)?;
+                lock.rewind().map_err(other)?;
+                writeln!(lock, "{}", std::process::id()).map_err(other)?;
+                Ok(RunLock { _lock: lock })
             }
+            Err((mut file, nix::errno::Errno::EWOULDBLOCK)) => {
+                let mut text = String::new();
+                let _ = file.read_to_string(&mut text);
+                Err(PreflightError::Locked {
+                    run_id: run_id.to_string(),
+                    pid: text.trim().parse().unwrap_or(0),
+                    path: path.to_owned(),
+                })
+            }
+            Err((_, e)) => Err(other(std::io::Error::from(e))),
         }
-        Err(PreflightError::Other(format!(
-            "cannot take the lock {}",
-            path.display()
-        )))
     }
 }
 
-impl Drop for RunLock {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_holder_is_refused_until_the_first_lets_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lock");
+        let first = RunLock::acquire(&path, "r").unwrap();
+        match RunLock::acquire(&path, "r") {
+            Err(PreflightError::Locked { pid, .. }) => assert_eq!(pid, std::process::id()),
+            other => panic!("expected Locked, got {other:?}"),
+        }
+        drop(first);
+        RunLock::acquire(&path, "r").unwrap();
     }
 }

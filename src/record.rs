@@ -497,7 +497,7 @@ impl RunRecord {
                 }
             }
             VerifyStarted { commit } => {
-                self.phase = Phase::Verifying;
+                self.phase = crate::record::Phase::Verifying;
                 self.verify = Some(VerifyRecord {
                     commit: commit.clone(),
                     passed: None,
@@ -560,13 +560,27 @@ impl RunRecord {
             }),
             Interrupted { reason } => {
                 self.interrupted = Some(reason.clone());
-                self.phase = Phase::Interrupted;
+                self.phase = crate::record::Phase::Interrupted;
+            }
+            Phase { phase } => {
+                if self.phase != crate::record::Phase::Interrupted {
+                    self.phase = *phase;
+                }
+            }
+            MergeRequested => {
+                self.options.no_merge = false;
+                self.interrupted = None;
+                self.exit_code = None;
+                self.finished_ms = None;
+                self.land = None;
+                self.verify = None;
+                self.phase = crate::record::Phase::Merging;
             }
             RunFinished { exit_code } => {
                 self.exit_code = Some(*exit_code);
                 self.finished_ms = Some(at);
-                if self.phase != Phase::Interrupted {
-                    self.phase = Phase::Finished;
+                if self.phase != crate::record::Phase::Interrupted {
+                    self.phase = crate::record::Phase::Finished;
                 }
             }
         }

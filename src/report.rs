@@ -53,6 +53,8 @@ pub struct Metrics {
     /// The domain that contributed most to the critical path.
     pub bottleneck: Option<String>,
     pub jobs: usize,
+    /// min(jobs, domains that ran): the parallelism utilization is measured against.
+    pub slots: usize,
     pub total_cost_usd: f64,
     pub total_input_tokens: u64,
     pub total_output_tokens: u64,
@@ -159,6 +161,7 @@ pub fn build(rec: &RunRecord, now_ms: u64) -> Report {
         critical_path_ms: cp as u64,
         bottleneck,
         jobs: rec.options.jobs,
+        slots,
         total_cost_usd: domains.iter().map(|d| d.cost_usd).sum(),
         total_input_tokens: domains.iter().map(|d| d.input_tokens).sum(),
         total_output_tokens: domains.iter().map(|d| d.output_tokens).sum(),
@@ -288,7 +291,7 @@ impl Report {
             fmt_ms(m.agent_ms),
             m.speedup,
             m.utilization * 100.0,
-            m.jobs,
+            m.slots,
             m.parallel_efficiency * 100.0,
         ));
         if m.total_cost_usd > 0.0 || m.total_input_tokens > 0 {

@@ -185,7 +185,7 @@ pub fn describe(ev: &FarmEvent) -> Option<String> {
                 "interrupted ({reason}): stopping agents and committing their work; press Ctrl-C again to kill at once"
             )
         }
-        RunFinished { .. } => return None,
+        Phase { .. } | MergeRequested | RunFinished { .. } => return None,
     })
 }
 

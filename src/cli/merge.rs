@@ -24,7 +24,7 @@ pub struct Args {
 }
 
 pub fn run(cwd: &Path, args: Args) -> anyhow::Result<i32> {
-    let mut rec = super::find_run(cwd, args.run.as_deref())?;
+    let rec = super::find_run(cwd, args.run.as_deref())?;
     let _lock = RunLock::acquire(&rec.paths().lock(), &rec.run_id)?;
     if let Some(d) = rec.domains.values().find(|d| !d.status.is_terminal()) {
         return Err(PreflightError::Other(format!(
@@ -40,19 +40,11 @@ pub fn run(cwd: &Path, args: Args) -> anyhow::Result<i32> {
             git::create_branch(&repo, &rec.integration_branch, base)?;
         }
     }
-    rec.options.no_merge = false;
-    rec.interrupted = None;
-    rec.exit_code = None;
-    rec.finished_ms = None;
-    rec.land = None;
-    rec.verify = None;
     let mut farm = Farm::new(rec, super::run::reporters(args.progress))?;
-    farm.emit(FarmEvent::Warning {
-        domain: None,
-        message: "merge requested".into(),
-    });
+    farm.emit(FarmEvent::MergeRequested);
     let rt = super::run::runtime()?;
     rt.block_on(async {
+        farm.listen_for_signals();
         farm.merge_pending().await;
         farm.verify_and_land().await;
         farm.cleanup(!args.keep_worktrees, false).await;

@@ -169,18 +169,22 @@ pub fn preflight(cwd: &Path, args: &Args) -> anyhow::Result<Prepared> {
             return Err(PreflightError::CopyMissing { path: p }.into());
         }
     }
-    let worktree_root = match args.worktree_root.clone().or(plan.worktree_root.clone()) {
-        Some(r) if r.is_absolute() => r,
-        Some(r) => repo_info.workdir.join(r),
-        None => repo_info.common_dir.join("agent-farm").join("worktrees"),
-    };
+    let worktree_root =
+        resolve_path(
+            &match args.worktree_root.clone().or(plan.worktree_root.clone()) {
+                Some(r) if r.is_absolute() => r,
+                Some(r) => repo_info.workdir.join(r),
+                None => repo_info.common_dir.join("agent-farm").join("worktrees"),
+            },
+        );
     check_writable(&worktree_root)?;
     if worktree_root.starts_with(&repo_info.workdir)
         && !worktree_root.starts_with(&repo_info.common_dir)
     {
         return Err(PreflightError::WorktreeRoot {
             path: worktree_root,
-            message: "it is inside the working tree; choose a directory outside it".into(),
+            message: "it is inside the working tree; choose a directory outside it (e.g. ../wt)"
+                .into(),
         }
         .into());
     }
@@ -204,6 +208,41 @@ pub fn preflight(cwd: &Path, args: &Args) -> anyhow::Result<Prepared> {
         worktree_root,
         warnings,
     })
+}
+
+/// `path` with `.` and `..` resolved and its longest existing prefix canonicalized (symlinks
+/// followed), so that "is it inside the working tree" can be answered by prefix.
+fn resolve_path(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut lexical = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::ParentDir => {
+                lexical.pop();
+            }
+            Component::CurDir => {}
+            c => lexical.push(c),
+        }
+    }
+    let mut existing = lexical.clone();
+    let mut rest = Vec::new();
+    while !existing.exists() {
+        match (
+            existing.file_name().map(|n| n.to_owned()),
+            existing.parent(),
+        ) {
+            (Some(name), Some(parent)) => {
+                rest.push(name);
+                existing = parent.to_path_buf();
+            }
+            _ => return lexical,
+        }
+    }
+    let mut out = existing.canonicalize().unwrap_or(existing);
+    for name in rest.into_iter().rev() {
+        out.push(name);
+    }
+    out
 }
 
 fn check_writable(dir: &Path) -> Result<(), PreflightError> {
@@ -287,8 +326,9 @@ pub fn run(cwd: &Path, args: Args) -> anyhow::Result<i32> {
     }
     let rt = runtime()?;
     rt.block_on(async {
+        farm.listen_for_signals();
         farm.dispatch().await;
-        if farm.record.interrupted.is_some() {
+        if farm.check_interrupt() {
             // Partial work is committed on the branches; worktrees go, branches stay.
             farm.cleanup(true, false).await;
         } else if args.no_merge {
@@ -306,6 +346,7 @@ pub fn run(cwd: &Path, args: Args) -> anyhow::Result<i32> {
 pub fn conclude(farm: &mut Farm, json: bool) -> i32 {
     let code = crate::report::exit_code(&farm.record);
     farm.emit(FarmEvent::RunFinished { exit_code: code });
+    farm.flush();
     farm.finish_reporters();
     let report = crate::report::build(&farm.record, crate::events::now_ms());
     if let Err(e) = record::write_json_atomic(&farm.record.paths().report(), &report) {

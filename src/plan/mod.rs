@@ -128,6 +128,22 @@ fn domain_lines(text: &str, n: usize) -> Vec<Option<usize>> {
     out
 }
 
+/// `a/./b//c` → `a/b/c`; `None` for an absolute path, one with `..`, or an empty one.
+pub fn normalize_relative(p: &str) -> Option<String> {
+    if p.starts_with('/') {
+        return None;
+    }
+    let mut parts = Vec::new();
+    for c in p.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => return None,
+            c => parts.push(c),
+        }
+    }
+    (!parts.is_empty()).then(|| parts.join("/"))
+}
+
 /// Why a domain name is unsafe, if it is.
 pub fn check_name(name: &str) -> Result<(), String> {
     let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
@@ -273,6 +289,15 @@ fn validate(
         )));
     }
 
+    let mut copy = Vec::new();
+    for c in &raw.prepare.copy {
+        match normalize_relative(c) {
+            Some(n) => copy.push(n),
+            None => problems.push(top(format!(
+                "`prepare.copy` entry `{c}` must be a path inside the repository, relative to its root (no `..`, not absolute)"
+            ))),
+        }
+    }
     let names: BTreeSet<&str> = raw.domains.iter().map(|d| d.name.as_str()).collect();
     let mut seen: BTreeMap<&str, Option<usize>> = BTreeMap::new();
     let mut domains = Vec::with_capacity(raw.domains.len());
@@ -397,10 +422,7 @@ fn validate(
                 .rate_limit_backoff
                 .map_or(DEFAULT_RATE_LIMIT_BACKOFF, |d| d.0),
             model: raw.agent.model,
-            preamble: raw
-                .agent
-                .preamble
-                .unwrap_or(!matches!(raw.agent.preset, Preset::Sim | Preset::Custom)),
+            preamble: raw.agent.preamble,
             permission_mode: raw
                 .agent
                 .permission_mode
@@ -409,7 +431,7 @@ fn validate(
             disallowed_tools: raw.agent.disallowed_tools,
             max_budget_usd: raw.agent.max_budget_usd,
         },
-        copy: raw.prepare.copy,
+        copy,
         setup: raw.prepare.setup,
         verify: raw.verify,
         domains,
@@ -527,6 +549,19 @@ domains:
                 .contains("Some(9) Some(\"b\") duplicate domain name (first declared at line 6)")),
             "{text:#?}"
         );
+    }
+
+    #[test]
+    fn copy_paths_are_normalized_and_confined() {
+        assert_eq!(normalize_relative("./.env"), Some(".env".into()));
+        assert_eq!(normalize_relative("a//b/./c"), Some("a/b/c".into()));
+        for bad in ["/etc/passwd", "../x", "a/../../x", "", "."] {
+            assert_eq!(normalize_relative(bad), None, "{bad}");
+        }
+        let p = problems(
+            "version: 1\nprepare:\n  copy: [/tmp/x, ../y]\ndomains:\n  - name: a\n    prompt: a\n    owns: [a/**]\n",
+        );
+        assert_eq!(p.len(), 2);
     }
 
     #[test]

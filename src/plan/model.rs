@@ -251,7 +251,8 @@ pub struct AgentConfig {
     #[serde(with = "humantime_serde_compat")]
     pub rate_limit_backoff: Duration,
     pub model: Option<String>,
-    pub preamble: bool,
+    /// Explicit `preamble:`; see [`AgentConfig::preamble`].
+    pub preamble: Option<bool>,
     pub permission_mode: String,
     pub allowed_tools: Vec<String>,
     pub disallowed_tools: Vec<String>,
@@ -288,6 +289,15 @@ pub struct Plan {
     pub setup: Vec<CommandSpec>,
     pub verify: Option<CommandSpec>,
     pub domains: Vec<Domain>,
+}
+
+impl AgentConfig {
+    /// Whether prompts get the farm's preamble: as configured, else on for real agent CLIs and
+    /// off for `sim` and `custom`.
+    pub fn preamble(&self) -> bool {
+        self.preamble
+            .unwrap_or(!matches!(self.preset, Preset::Sim | Preset::Custom))
+    }
 }
 
 impl Plan {

@@ -136,7 +136,7 @@ pub fn argv(cfg: &AgentConfig, self_exe: &Path, v: &Vars) -> Vec<String> {
 
 /// The prompt an agent receives: the domain's prompt, after the farm's preamble when enabled.
 pub fn full_prompt(cfg: &AgentConfig, domain: &Domain, worktree: &Path) -> String {
-    if !cfg.preamble {
+    if !cfg.preamble() {
         return domain.prompt.clone();
     }
     let mut s = format!(
@@ -209,7 +209,7 @@ mod tests {
             retry_backoff: Duration::from_secs(1),
             rate_limit_backoff: Duration::from_secs(1),
             model: None,
-            preamble: false,
+            preamble: Some(false),
             permission_mode: "acceptEdits".into(),
             allowed_tools: vec![],
             disallowed_tools: vec![],

@@ -292,24 +292,62 @@ pub async fn run(job: DomainJob, tx: mpsc::Sender<Timed>, mut cancel: CancelRx) 
         })
         .await;
         // Commit whatever the attempt left, success or not: nothing an agent wrote is lost.
+        // Commits the agent made on a detached HEAD or another branch are secured first.
         let msg = commit_message(&job, attempt, &r.end);
-        let wt = job.worktree.clone();
-        let exclude = job.copy.clone();
-        match blocking(move || git::commit_all(&wt, &msg, &exclude)).await {
-            Ok(Some(oid)) => {
-                head = Some(oid.to_string());
-                em.send(FarmEvent::Committed {
-                    domain: name.clone(),
-                    commit: oid.to_string(),
-                    note: format!("attempt {attempt}: {}", r.end.describe()),
-                })
-                .await;
+        let (wt, exclude, branch) = (job.worktree.clone(), job.copy.clone(), job.branch.clone());
+        let keep = stray_ref(&job.run_id, &name);
+        let committed = blocking(move || {
+            let before = git::secure_head(&wt, &branch, &keep)?;
+            let commit = git::commit_all(&wt, &msg, &exclude)?;
+            let after = git::secure_head(&wt, &branch, &keep)?;
+            Ok((before, commit, after))
+        })
+        .await;
+        match committed {
+            Ok((before, commit, after)) => {
+                for state in [before, after] {
+                    match state {
+                        git::HeadState::OnBranch => {}
+                        git::HeadState::FastForwarded { to } => {
+                            em.send(FarmEvent::Warning {
+                                domain: Some(name.clone()),
+                                message: format!(
+                                    "the agent committed on a detached HEAD; {} now includes {to}",
+                                    job.branch
+                                ),
+                            })
+                            .await
+                        }
+                        git::HeadState::Stray { commit } => {
+                            em.send(FarmEvent::Warning {
+                                domain: Some(name.clone()),
+                                message: format!(
+                                    "the agent left its branch: HEAD is at {commit}, kept as {}",
+                                    stray_ref(&job.run_id, &name)
+                                ),
+                            })
+                            .await
+                        }
+                    }
+                }
+                if let Some(oid) = commit {
+                    head = Some(oid.to_string());
+                    em.send(FarmEvent::Committed {
+                        domain: name.clone(),
+                        commit: oid.to_string(),
+                        note: format!("attempt {attempt}: {}", r.end.describe()),
+                    })
+                    .await;
+                }
             }
-            Ok(None) => {}
             Err(e) => {
+                // The worktree keeps the uncommitted work; cleanup will not remove a dirty one.
                 em.send(finish(
                     DomainStatus::Failed,
-                    Some(format!("commit failed: {e}")),
+                    Some(format!(
+                        "commit failed: {e}; the work is left uncommitted in {}",
+                        job.worktree.display()
+                    )),
                 ))
                 .await;
                 return;
@@ -335,7 +373,10 @@ pub async fn run(job: DomainJob, tx: mpsc::Sender<Timed>, mut cancel: CancelRx) 
         if last_end.success() || !retryable || attempt > job.retries {
             break;
         }
-        let delay = backoff * 2u32.saturating_pow(attempt - 1);
+        let delay = backoff
+            .checked_mul(2u32.saturating_pow(attempt - 1))
+            .unwrap_or(Duration::MAX)
+            .min(Duration::from_secs(3600));
         em.send(FarmEvent::AgentRetrying {
             domain: name.clone(),
             next_attempt: attempt + 1,
@@ -379,7 +420,10 @@ pub async fn run(job: DomainJob, tx: mpsc::Sender<Timed>, mut cancel: CancelRx) 
         let log = job.paths.domain_verify_log(&name);
         let _ = process::log_line(&log, &format!("$ {}", v.display()));
         let r = process::run(&spec_for(v.argv(), log), |_| {}, &mut cancel).await;
-        if !r.end.success() {
+        if let AttemptEnd::Cancelled { reason: why } = &r.end {
+            status = DomainStatus::Cancelled;
+            reason = Some(why.clone());
+        } else if !r.end.success() {
             status = DomainStatus::Failed;
             reason = Some(format!(
                 "domain verify `{}` failed: {}",
@@ -389,10 +433,10 @@ pub async fn run(job: DomainJob, tx: mpsc::Sender<Timed>, mut cancel: CancelRx) 
         }
     }
 
-    let (wt, start) = (job.worktree.clone(), job.start_commit);
+    let (wt, start, branch) = (job.worktree.clone(), job.start_commit, job.branch.clone());
     let stats = blocking(move || {
         let repo = git::open(&wt)?;
-        let tip = repo.head().ok().and_then(|h| h.target()).unwrap_or(start);
+        let tip = git::branch_tip(&repo, &branch).unwrap_or(start);
         Ok((tip, git::change_stats(&repo, start, tip)?))
     })
     .await;
@@ -420,6 +464,11 @@ pub async fn run(job: DomainJob, tx: mpsc::Sender<Timed>, mut cancel: CancelRx) 
         deletions,
     })
     .await;
+}
+
+/// The hidden ref that keeps commits an agent made off its branch.
+pub fn stray_ref(run_id: &str, domain: &str) -> String {
+    format!("refs/farm/{run_id}/{domain}/off-branch")
 }
 
 /// Paths inside the worktree are shown relative to it.
@@ -481,5 +530,6 @@ pub fn cancel(reason: impl Into<String>, immediate: bool) -> Option<Cancel> {
     Some(Cancel {
         reason: reason.into(),
         immediate,
+        interrupt: false,
     })
 }

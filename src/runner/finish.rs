@@ -13,7 +13,12 @@ use crate::record::{Phase, RunRecord};
 impl Farm {
     /// Merge every succeeded, unmerged domain into the integration branch, in plan order.
     pub async fn merge_pending(&mut self) {
-        self.record.phase = Phase::Merging;
+        if self.check_interrupt() {
+            return;
+        }
+        self.emit(FarmEvent::Phase {
+            phase: Phase::Merging,
+        });
         for name in schedule::merge_order(&self.record.plan.domains) {
             let Some(d) = self.record.domain(&name) else {
                 continue;
@@ -39,176 +44,211 @@ impl Farm {
         }
     }
 
-    /// Run the plan's verify command on the integration branch, then land it on `into`.
+    /// Plan the landing of the integration branch on `into`, run the plan's verify command on
+    /// exactly the commit that would land, then land it.
     pub async fn verify_and_land(&mut self) {
+        if self.check_interrupt() {
+            return;
+        }
         let rec = &self.record;
         let repo_dir = rec.repo.clone();
         let integration = rec.integration_branch.clone();
+        let into = rec.into.clone();
         let base = rec.base_commit.clone();
-        let tip = {
-            let (rd, ib) = (repo_dir.clone(), integration.clone());
-            tokio::task::spawn_blocking(move || {
-                git::open(&rd).ok().and_then(|r| git::branch_tip(&r, &ib))
-            })
-            .await
-            .ok()
-            .flatten()
-        };
-        let Some(tip) = tip else {
-            self.emit(FarmEvent::NotLanded {
-                into: rec.into.clone(),
-                reason: format!("integration branch {integration} is missing"),
-                command: None,
-            });
-            return;
-        };
-        if tip.to_string() == base {
-            // No domain changed anything: there is nothing to verify or land.
-            return;
-        }
-        if let Some(verify) = rec.plan.verify.clone() {
-            self.emit(FarmEvent::VerifyStarted {
-                commit: tip.to_string(),
-            });
-            let rec = &self.record;
-            let wt = rec.worktree_root.join(&rec.run_id).join(".verify");
-            let admin = format!("farm-{}--verify", rec.run_id);
-            let (rd, w, a) = (repo_dir.clone(), wt.clone(), admin.clone());
-            let created = tokio::task::spawn_blocking(move || {
-                let repo = git::open(&rd)?;
-                git::remove_worktree(&repo, &a, &w)?;
-                git::add_detached_worktree(&repo, &a, &w, tip)
-            })
-            .await;
-            let (end, duration_ms) = match created {
-                Ok(Ok(())) => {
-                    let log = rec.paths().verify_log();
-                    let _ = process::log_line(&log, &format!("$ {}", verify.display()));
-                    let spec = ProcSpec {
-                        argv: verify.argv(),
-                        cwd: wt.clone(),
-                        env: vec![
-                            ("AGENT_FARM_RUN_ID".into(), rec.run_id.clone()),
-                            ("AGENT_FARM_WORKTREE".into(), wt.display().to_string()),
-                        ],
-                        log,
-                        timeout: rec.plan.agent.timeout,
-                        grace: rec.plan.agent.grace,
-                        stdout_lines: None,
-                    };
-                    let (_tx, mut rx) = tokio::sync::watch::channel(None);
-                    let r = process::run(&spec, |_| {}, &mut rx).await;
-                    (r.end, r.duration.as_millis() as u64)
-                }
-                Ok(Err(e)) => (
-                    crate::events::AttemptEnd::SpawnFailed {
-                        message: format!("cannot create the verify worktree: {e}"),
-                    },
-                    0,
-                ),
-                Err(e) => (
-                    crate::events::AttemptEnd::SpawnFailed {
-                        message: e.to_string(),
-                    },
-                    0,
-                ),
+        let run_id = rec.run_id.clone();
+        let msg = format!("farm: land run {run_id} into {into}\n\nFarm-Run: {run_id}\n");
+        let (rd, ib, i, m) = (
+            repo_dir.clone(),
+            integration.clone(),
+            into.clone(),
+            msg.clone(),
+        );
+        let planned = tokio::task::spawn_blocking(move || {
+            let repo = git::open(&rd)?;
+            let Some(tip) = git::branch_tip(&repo, &ib) else {
+                return Err(git::GitError::Other(format!(
+                    "integration branch {ib} is missing"
+                )));
             };
-            let (rd, w, a) = (repo_dir.clone(), wt, admin);
-            let _ = tokio::task::spawn_blocking(move || {
-                let repo = git::open(&rd)?;
-                git::remove_worktree(&repo, &a, &w)
-            })
-            .await;
-            let passed = end.success();
-            let log = self.record.paths().verify_log().display().to_string();
-            self.emit(FarmEvent::VerifyFinished {
-                passed,
-                end: end.clone(),
-                duration_ms,
-                log: log.clone(),
-            });
-            if !passed {
-                self.emit(FarmEvent::NotLanded {
-                    into: self.record.into.clone(),
-                    reason: format!(
-                        "verify `{}` failed ({}); see {log}",
-                        verify.display(),
-                        end.describe()
-                    ),
-                    command: None,
+            if tip.to_string() == base {
+                return Ok(None);
+            }
+            Ok(Some((tip, git::plan_landing(&repo, &i, tip, &m)?)))
+        })
+        .await
+        .map_err(|e| git::GitError::Other(e.to_string()))
+        .and_then(|r| r);
+        let cmd = format!("git switch {into} && git merge {integration}");
+        let not_landed = |reason: String, command: Option<String>| FarmEvent::NotLanded {
+            into: into.clone(),
+            reason,
+            command,
+        };
+        let (tip, plan) = match planned {
+            // No domain changed anything: there is nothing to verify or land.
+            Ok(None) => return,
+            Ok(Some(p)) => p,
+            Err(e) => {
+                self.emit(not_landed(format!("landing failed: {e}"), Some(cmd)));
+                return;
+            }
+        };
+        let (old, candidate, fast_forward) = match plan {
+            git::LandPlan::UpToDate => {
+                self.emit(FarmEvent::Landed {
+                    into,
+                    commit: tip.to_string(),
+                    fast_forward: true,
                 });
                 return;
             }
+            git::LandPlan::Conflict(paths) => {
+                self.emit(not_landed(
+                    format!(
+                        "`{into}` moved since the run started and conflicts with the result on {}",
+                        summarize(&paths)
+                    ),
+                    Some(cmd),
+                ));
+                return;
+            }
+            git::LandPlan::Move {
+                old,
+                commit,
+                fast_forward,
+            } => (old, commit, fast_forward),
+        };
+        if let Some(verify) = self.record.plan.verify.clone()
+            && !self.run_verify(&verify, candidate).await
+        {
+            return;
         }
-        self.record.phase = Phase::Landing;
-        let into = self.record.into.clone();
-        let run_id = self.record.run_id.clone();
-        let msg = format!("farm: land run {run_id} into {into}\n\nFarm-Run: {run_id}\n");
+        if self.check_interrupt() {
+            return;
+        }
+        self.emit(FarmEvent::Phase {
+            phase: Phase::Landing,
+        });
         let (rd, i) = (repo_dir.clone(), into.clone());
         let res = tokio::task::spawn_blocking(move || {
             let repo = git::open(&rd)?;
-            git::land(&repo, &i, tip, &msg)
+            git::land(&repo, &i, old, candidate, &msg)
         })
         .await;
-        let cmd = format!("git switch {into} && git merge {integration}");
         let ev = match res {
-            Ok(Ok(git::LandOutcome::Landed {
-                commit,
-                fast_forward,
-            })) => FarmEvent::Landed {
+            Ok(Ok(git::LandOutcome::Landed)) => FarmEvent::Landed {
                 into,
-                commit: commit.to_string(),
+                commit: candidate.to_string(),
                 fast_forward,
             },
-            Ok(Ok(git::LandOutcome::UpToDate)) => FarmEvent::Landed {
-                into,
-                commit: tip.to_string(),
-                fast_forward: true,
-            },
-            Ok(Ok(git::LandOutcome::DirtyCheckout { worktree, paths })) => FarmEvent::NotLanded {
-                reason: format!(
+            Ok(Ok(git::LandOutcome::DirtyCheckout { worktree, paths })) => not_landed(
+                format!(
                     "`{into}` is checked out at {} with uncommitted changes ({}); left untouched",
                     worktree.display(),
                     summarize(&paths)
                 ),
-                into,
-                command: Some(cmd),
-            },
-            Ok(Ok(git::LandOutcome::CheckoutBlocked { worktree, message })) => {
-                FarmEvent::NotLanded {
-                    reason: format!(
-                        "the checkout of `{into}` at {} cannot be updated safely: {message}",
-                        worktree.display()
-                    ),
-                    into,
-                    command: Some(cmd),
-                }
-            }
-            Ok(Ok(git::LandOutcome::Conflict(paths))) => FarmEvent::NotLanded {
-                reason: format!(
-                    "`{into}` moved since the run started and conflicts with the result on {}",
-                    summarize(&paths)
+                Some(cmd),
+            ),
+            Ok(Ok(git::LandOutcome::CheckoutBlocked { worktree, message })) => not_landed(
+                format!(
+                    "the checkout of `{into}` at {} cannot be updated safely: {message}",
+                    worktree.display()
                 ),
-                into,
-                command: Some(cmd),
-            },
-            Ok(Err(e)) => FarmEvent::NotLanded {
-                into,
-                reason: format!("landing failed: {e}"),
-                command: Some(cmd),
-            },
-            Err(e) => FarmEvent::NotLanded {
-                into,
-                reason: format!("landing failed: {e}"),
-                command: Some(cmd),
-            },
+                Some(cmd),
+            ),
+            Ok(Ok(git::LandOutcome::Moved)) => not_landed(
+                format!(
+                    "`{into}` moved while the result was being verified; land it again with `agent-farm merge {run_id}`"
+                ),
+                Some(cmd),
+            ),
+            Ok(Err(e)) => not_landed(format!("landing failed: {e}"), Some(cmd)),
+            Err(e) => not_landed(format!("landing failed: {e}"), Some(cmd)),
         };
         self.emit(ev);
     }
 
+    /// Run `verify` on `commit` in a temporary detached worktree. Returns whether it passed;
+    /// emits `NotLanded` when it did not.
+    async fn run_verify(&mut self, verify: &crate::plan::CommandSpec, commit: git2::Oid) -> bool {
+        self.emit(FarmEvent::VerifyStarted {
+            commit: commit.to_string(),
+        });
+        let rec = &self.record;
+        let wt = rec.worktree_root.join(&rec.run_id).join(".verify");
+        let admin = format!("farm-{}--verify", rec.run_id);
+        let (rd, w, a) = (rec.repo.clone(), wt.clone(), admin.clone());
+        let created = tokio::task::spawn_blocking(move || {
+            let repo = git::open(&rd)?;
+            git::remove_worktree(&repo, &a, &w)?;
+            git::add_detached_worktree(&repo, &a, &w, commit)
+        })
+        .await
+        .map_err(|e| git::GitError::Other(e.to_string()))
+        .and_then(|r| r);
+        let log = rec.paths().verify_log();
+        let (end, duration_ms) = match created {
+            Ok(()) => {
+                let _ = process::log_line(&log, &format!("$ {}", verify.display()));
+                let spec = ProcSpec {
+                    argv: verify.argv(),
+                    cwd: wt.clone(),
+                    env: vec![
+                        ("AGENT_FARM_RUN_ID".into(), rec.run_id.clone()),
+                        ("AGENT_FARM_WORKTREE".into(), wt.display().to_string()),
+                    ],
+                    log: log.clone(),
+                    timeout: rec.plan.agent.timeout,
+                    grace: rec.plan.agent.grace,
+                    stdout_lines: None,
+                };
+                let mut cancel = self.cancel_rx.clone();
+                let r = process::run(&spec, |_| {}, &mut cancel).await;
+                (r.end, r.duration.as_millis() as u64)
+            }
+            Err(e) => (
+                crate::events::AttemptEnd::SpawnFailed {
+                    message: format!("cannot create the verify worktree: {e}"),
+                },
+                0,
+            ),
+        };
+        let (rd, w, a) = (self.record.repo.clone(), wt, admin);
+        let _ = tokio::task::spawn_blocking(move || {
+            let repo = git::open(&rd)?;
+            git::remove_worktree(&repo, &a, &w)
+        })
+        .await;
+        let passed = end.success();
+        let log = log.display().to_string();
+        self.emit(FarmEvent::VerifyFinished {
+            passed,
+            end: end.clone(),
+            duration_ms,
+            log: log.clone(),
+        });
+        if self.check_interrupt() {
+            return false;
+        }
+        if !passed {
+            self.emit(FarmEvent::NotLanded {
+                into: self.record.into.clone(),
+                reason: format!(
+                    "verify `{}` failed ({}); see {log}",
+                    verify.display(),
+                    end.describe()
+                ),
+                command: None,
+            });
+        }
+        passed
+    }
+
     /// Remove worktrees (unless kept) and delete branches whose work is in `into`.
     pub async fn cleanup(&mut self, remove_worktrees: bool, force: bool) {
-        self.record.phase = Phase::Cleaning;
+        self.emit(FarmEvent::Phase {
+            phase: Phase::Cleaning,
+        });
         let rec = self.record.clone();
         let events =
             tokio::task::spawn_blocking(move || cleanup_run(&rec, remove_worktrees, force))
@@ -250,11 +290,81 @@ pub fn cleanup_run(rec: &RunRecord, remove_worktrees: bool, force: bool) -> Vec<
             return out;
         }
     };
+    // Agents of a run whose driver died may still be running: stop them before touching
+    // their worktrees (only process groups that carry this run's id in their environment).
+    for d in rec.domains.values() {
+        for a in d.attempts.iter().filter(|a| a.ended_ms.is_none()) {
+            let Some(pid) = a.pid else { continue };
+            let killed = super::process::kill_leftover_group(pid, &rec.run_id);
+            if !killed.is_empty() {
+                warn(
+                    &mut out,
+                    Some(&d.name),
+                    format!(
+                        "killed the agent's process group {pid} left from the run ({} process(es))",
+                        killed.len()
+                    ),
+                );
+            }
+        }
+    }
     if remove_worktrees {
         for d in rec.domains.values() {
             let admin_exists = repo.find_worktree(&d.worktree_admin).is_ok();
             if !admin_exists && !d.worktree.exists() {
                 continue;
+            }
+            // Never remove uncommitted work: commit it on the domain's branch first.
+            if d.worktree.exists() {
+                match git::uncommitted(&d.worktree) {
+                    Ok(paths) if paths.is_empty() => {}
+                    Ok(paths) => {
+                        let msg = format!(
+                            "farm({name}): work recovered by cleanup\n\nThese changes were still uncommitted in the worktree when run {run} ended.\n\nFarm-Run: {run}\nFarm-Domain: {name}\nFarm-Outcome: recovered\n",
+                            name = d.name,
+                            run = rec.run_id
+                        );
+                        let keep = super::domain::stray_ref(&rec.run_id, &d.name);
+                        let res = git::secure_head(&d.worktree, &d.branch, &keep)
+                            .and_then(|_| git::commit_all(&d.worktree, &msg, &rec.plan.copy));
+                        match res {
+                            Ok(Some(c)) => warn(
+                                &mut out,
+                                Some(&d.name),
+                                format!(
+                                    "committed {} uncommitted path(s) left in its worktree as {c} on {}",
+                                    paths.len(),
+                                    d.branch
+                                ),
+                            ),
+                            Ok(None) => {}
+                            Err(e) if !force => {
+                                warn(
+                                    &mut out,
+                                    Some(&d.name),
+                                    format!(
+                                        "kept worktree {}: it has uncommitted changes that could not be committed ({e})",
+                                        d.worktree.display()
+                                    ),
+                                );
+                                continue;
+                            }
+                            Err(_) => {}
+                        }
+                    }
+                    Err(e) if !force => {
+                        warn(
+                            &mut out,
+                            Some(&d.name),
+                            format!(
+                                "kept worktree {}: cannot read its status ({e})",
+                                d.worktree.display()
+                            ),
+                        );
+                        continue;
+                    }
+                    Err(_) => {}
+                }
             }
             match git::remove_worktree(&repo, &d.worktree_admin, &d.worktree) {
                 Ok(()) => out.push(FarmEvent::WorktreeRemoved {

@@ -7,11 +7,11 @@
 pub mod agent;
 pub mod domain;
 pub mod finish;
+pub mod persist;
 pub mod process;
 pub mod stream;
 
 use std::collections::BTreeSet;
-use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -28,28 +28,28 @@ use process::Cancel;
 pub struct Farm {
     pub record: RunRecord,
     reporters: Vec<Box<dyn Reporter>>,
-    events_log: Option<std::fs::File>,
+    persist: persist::Persister,
     pub self_exe: PathBuf,
     /// Overrides `agent.retries` of the plan.
     pub retries: Option<u32>,
+    /// One cancellation channel for the whole run: signals, fail-fast and the deadline send on
+    /// it; every process agent-farm starts listens to it.
+    cancel_tx: watch::Sender<Option<Cancel>>,
+    cancel_rx: watch::Receiver<Option<Cancel>>,
 }
 
 impl Farm {
     pub fn new(record: RunRecord, reporters: Vec<Box<dyn Reporter>>) -> std::io::Result<Self> {
-        let path = record.paths().events();
-        if let Some(p) = path.parent() {
-            std::fs::create_dir_all(p)?;
-        }
-        let events_log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)?;
+        let persist = persist::Persister::start(record.paths().events())?;
+        let (cancel_tx, cancel_rx) = watch::channel(None);
         Ok(Farm {
             record,
             reporters,
-            events_log: Some(events_log),
+            persist,
             self_exe: agent::self_exe(),
             retries: None,
+            cancel_tx,
+            cancel_rx,
         })
     }
 
@@ -60,25 +60,95 @@ impl Farm {
         });
     }
 
-    /// Fold an event into the record, persist both, and show it to every reporter.
+    /// Fold an event into the record, persist both (on the writer thread), and show it to
+    /// every reporter.
     pub fn record_event(&mut self, t: Timed) {
         self.record.apply(&t);
-        if let Some(f) = self.events_log.as_mut()
-            && let Ok(line) = serde_json::to_string(&t)
-            && let Err(e) = writeln!(f, "{line}")
-        {
-            tracing::error!("cannot append to the event log: {e}");
+        if let Ok(line) = serde_json::to_string(&t) {
+            self.persist.line(line);
         }
-        if let Err(e) = self.record.save() {
-            tracing::error!("cannot write the run record: {e}");
+        if let Ok(json) = serde_json::to_vec_pretty(&self.record) {
+            self.persist.snapshot(self.record.paths().record(), json);
         }
-        if let FarmEvent::DomainFinished { domain, .. } = &t.event
+        if let Some(domain) = t.event.domain()
             && let Some(d) = self.record.domain(domain)
+            && let Ok(json) = serde_json::to_vec_pretty(d)
         {
-            let _ = crate::record::write_json_atomic(&self.record.paths().result(domain), d);
+            self.persist
+                .snapshot(self.record.paths().result(domain), json);
         }
         for r in &mut self.reporters {
             r.on_event(&t, &self.record);
+        }
+    }
+
+    /// Wait until every event so far is on disk.
+    pub fn flush(&self) {
+        self.persist.flush();
+    }
+
+    /// Listen for SIGINT, SIGTERM and SIGHUP for the rest of the run: the first asks everything
+    /// to stop gracefully, the second to stop at once. Call from inside the runtime.
+    pub fn listen_for_signals(&self) {
+        use tokio::signal::unix::{SignalKind, signal};
+        let tx = self.cancel_tx.clone();
+        let kinds = [
+            (SignalKind::interrupt(), "SIGINT"),
+            (SignalKind::terminate(), "SIGTERM"),
+            (SignalKind::hangup(), "SIGHUP"),
+        ];
+        let mut streams = Vec::new();
+        for (k, name) in kinds {
+            match signal(k) {
+                Ok(s) => streams.push((s, name)),
+                Err(e) => tracing::warn!("cannot listen for {name}: {e}"),
+            }
+        }
+        tokio::spawn(async move {
+            let mut seen = 0u32;
+            loop {
+                let name = {
+                    let futs = streams.iter_mut().map(|(s, name)| {
+                        let name = *name;
+                        Box::pin(async move {
+                            s.recv().await;
+                            name
+                        })
+                    });
+                    futures_select_all(futs).await
+                };
+                seen += 1;
+                let _ = tx.send(Some(Cancel {
+                    reason: if seen == 1 {
+                        format!("interrupted by {name}")
+                    } else {
+                        format!("interrupted by {name} (again)")
+                    },
+                    immediate: seen > 1,
+                    interrupt: true,
+                }));
+            }
+        });
+    }
+
+    /// Ask every running process to stop (fail-fast, deadline).
+    pub fn cancel(&self, reason: String) {
+        if self.cancel_rx.borrow().is_none() {
+            let _ = self.cancel_tx.send(domain::cancel(reason, false));
+        }
+    }
+
+    /// Whether an interrupt was requested; records it (once) when it was.
+    pub fn check_interrupt(&mut self) -> bool {
+        let c = self.cancel_rx.borrow().clone();
+        match c {
+            Some(c) if c.interrupt => {
+                if self.record.interrupted.is_none() {
+                    self.emit(FarmEvent::Interrupted { reason: c.reason });
+                }
+                true
+            }
+            _ => false,
         }
     }
 
@@ -261,9 +331,8 @@ impl Farm {
 
     /// Run every domain of the plan. Returns when no domain is running and none can start.
     pub async fn dispatch(&mut self) {
-        use tokio::signal::unix::{SignalKind, signal};
         let (tx, mut rx) = mpsc::channel::<Timed>(1024);
-        let (cancel_tx, cancel_rx) = watch::channel::<Option<Cancel>>(None);
+        let mut cancel_rx = self.cancel_rx.clone();
         let jobs = self.record.options.jobs.max(1);
         let mut running = 0usize;
         let deadline = self.record.options.deadline_ms.map(Duration::from_millis);
@@ -271,13 +340,10 @@ impl Farm {
             tokio::time::sleep(deadline.unwrap_or(Duration::from_secs(86400 * 365)));
         tokio::pin!(deadline_sleep);
         let mut deadline_armed = deadline.is_some();
-        let mut sigint = signal(SignalKind::interrupt()).ok();
-        let mut sigterm = signal(SignalKind::terminate()).ok();
-        let mut sighup = signal(SignalKind::hangup()).ok();
-        let mut signals_seen = 0u32;
 
         loop {
-            if cancel_rx.borrow().is_none() {
+            self.check_interrupt();
+            if self.cancel_rx.borrow().is_none() {
                 for name in self.ready() {
                     if running >= jobs {
                         break;
@@ -293,7 +359,7 @@ impl Farm {
                                 start_commit: start.to_string(),
                             });
                             running += 1;
-                            tokio::spawn(domain::run(job, tx.clone(), cancel_rx.clone()));
+                            spawn_domain(job, tx.clone(), self.cancel_rx.clone());
                         }
                         Err(reason) => {
                             self.emit(FarmEvent::DomainSkipped {
@@ -308,7 +374,7 @@ impl Farm {
             if running == 0 {
                 break;
             }
-            let signal_name = tokio::select! {
+            tokio::select! {
                 Some(t) = rx.recv() => {
                     let finished = match &t.event {
                         FarmEvent::DomainFinished { domain, .. } => Some(domain.clone()),
@@ -317,9 +383,8 @@ impl Farm {
                     self.record_event(t);
                     if let Some(name) = finished {
                         running -= 1;
-                        self.after_domain(&name, &cancel_tx).await;
+                        self.after_domain(&name).await;
                     }
-                    None
                 }
                 _ = &mut deadline_sleep, if deadline_armed => {
                     deadline_armed = false;
@@ -328,31 +393,15 @@ impl Farm {
                         humantime::format_duration(deadline.unwrap_or_default())
                     );
                     self.emit(FarmEvent::Warning { domain: None, message: reason.clone() });
-                    let _ = cancel_tx.send(domain::cancel(reason, false));
-                    None
+                    self.cancel(reason);
                 }
-                _ = recv_signal(&mut sigint) => Some("SIGINT"),
-                _ = recv_signal(&mut sigterm) => Some("SIGTERM"),
-                _ = recv_signal(&mut sighup) => Some("SIGHUP"),
-            };
-            if let Some(sig) = signal_name {
-                signals_seen += 1;
-                if signals_seen == 1 {
-                    self.emit(FarmEvent::Interrupted {
-                        reason: format!("{sig} received"),
-                    });
-                    let _ = cancel_tx.send(domain::cancel(format!("interrupted by {sig}"), false));
-                } else {
-                    let _ = cancel_tx.send(domain::cancel(
-                        format!("interrupted by {sig} (again)"),
-                        true,
-                    ));
-                }
+                // A cancellation (signal) arrived: loop to record it and stop launching.
+                Ok(()) = cancel_rx.changed() => {}
             }
         }
 
         // Whatever could not start is accounted for.
-        let reason = cancel_rx.borrow().as_ref().map(|c| c.reason.clone());
+        let reason = self.cancel_rx.borrow().as_ref().map(|c| c.reason.clone());
         let pending: Vec<String> = self
             .record
             .plan
@@ -380,31 +429,59 @@ impl Farm {
         }
     }
 
-    async fn after_domain(&mut self, name: &str, cancel_tx: &watch::Sender<Option<Cancel>>) {
+    async fn after_domain(&mut self, name: &str) {
         if self.status(name) == DomainStatus::Succeeded && !self.record.options.no_merge {
             self.merge_domain(name).await;
         }
         let status = self.status(name);
         if status.is_failure() || status == DomainStatus::Conflicted {
             self.skip_dependents(name);
-            if self.record.options.fail_fast
-                && status != DomainStatus::Cancelled
-                && cancel_tx.borrow().is_none()
-            {
-                let _ = cancel_tx.send(domain::cancel(
-                    format!("fail-fast: domain `{name}` {status}"),
-                    false,
-                ));
+            if self.record.options.fail_fast && status != DomainStatus::Cancelled {
+                self.cancel(format!("fail-fast: domain `{name}` {status}"));
             }
         }
     }
 }
 
-async fn recv_signal(s: &mut Option<tokio::signal::unix::Signal>) {
-    match s {
-        Some(s) => {
-            s.recv().await;
+/// Run a domain's task; if it dies (a bug), the dispatcher still hears that the domain ended.
+fn spawn_domain(job: domain::DomainJob, tx: mpsc::Sender<Timed>, cancel: process::CancelRx) {
+    let name = job.domain.name.clone();
+    let task = tokio::spawn(domain::run(job, tx.clone(), cancel));
+    tokio::spawn(async move {
+        if let Err(e) = task.await {
+            let _ = tx
+                .send(Timed {
+                    at_ms: now_ms(),
+                    event: FarmEvent::DomainFinished {
+                        domain: name,
+                        status: DomainStatus::Failed,
+                        reason: Some(format!("internal error: the domain's task failed: {e}")),
+                        head: None,
+                        files: Vec::new(),
+                        insertions: 0,
+                        deletions: 0,
+                    },
+                })
+                .await;
         }
-        None => std::future::pending().await,
+    });
+}
+
+/// Wait for the first of several futures (all of one type) to finish.
+async fn futures_select_all<F: std::future::Future + Unpin>(
+    futs: impl IntoIterator<Item = F>,
+) -> F::Output {
+    let mut futs: Vec<F> = futs.into_iter().collect();
+    if futs.is_empty() {
+        return std::future::pending().await;
     }
+    std::future::poll_fn(move |cx| {
+        for f in futs.iter_mut() {
+            if let std::task::Poll::Ready(v) = std::pin::Pin::new(f).poll(cx) {
+                return std::task::Poll::Ready(v);
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
 }

@@ -18,6 +18,8 @@ pub struct Cancel {
     pub reason: String,
     /// Skip the grace period: kill at once (second Ctrl-C).
     pub immediate: bool,
+    /// A signal asked agent-farm itself to stop (as opposed to fail-fast or the deadline).
+    pub interrupt: bool,
 }
 
 pub type CancelRx = watch::Receiver<Option<Cancel>>;
@@ -141,6 +143,35 @@ pub fn group_members(pgid: u32) -> Vec<u32> {
     out
 }
 
+/// Whether process `pid` runs with `AGENT_FARM_RUN_ID=<run_id>` in its environment, i.e. was
+/// started by agent-farm for that run (a recycled pid would not carry it).
+pub fn started_for_run(pid: u32, run_id: &str) -> bool {
+    let needle = format!("AGENT_FARM_RUN_ID={run_id}");
+    std::fs::read(format!("/proc/{pid}/environ"))
+        .map(|env| env.split(|b| *b == 0).any(|kv| kv == needle.as_bytes()))
+        .unwrap_or(false)
+}
+
+/// Kill what is left of a process group that agent-farm started for `run_id` (after a crash).
+/// Returns the pids that were alive and ours.
+pub fn kill_leftover_group(pgid: u32, run_id: &str) -> Vec<u32> {
+    let members: Vec<u32> = group_members(pgid)
+        .into_iter()
+        .filter(|p| started_for_run(*p, run_id))
+        .collect();
+    if !members.is_empty() {
+        signal_group(pgid, Signal::SIGKILL);
+    }
+    members
+}
+
+/// [`group_members`] off the event loop (it reads all of /proc).
+async fn members_async(pgid: u32) -> Vec<u32> {
+    tokio::task::spawn_blocking(move || group_members(pgid))
+        .await
+        .unwrap_or_default()
+}
+
 fn signal_group(pgid: u32, sig: Signal) {
     let _ = killpg(Pid::from_raw(pgid as i32), sig);
 }
@@ -174,6 +205,13 @@ pub async fn run(spec: &ProcSpec, on_start: impl FnOnce(u32), cancel: &mut Cance
     let Some((program, args)) = spec.argv.split_first() else {
         return fail("empty command".into());
     };
+    if let Some(c) = cancel.borrow().clone() {
+        return ProcResult {
+            end: AttemptEnd::Cancelled { reason: c.reason },
+            duration: Duration::ZERO,
+            leftovers: Vec::new(),
+        };
+    }
     let (out, err) = match open_log(&spec.log).and_then(|f| Ok((f.try_clone()?, f))) {
         Ok(p) => p,
         Err(e) => return fail(format!("cannot open log {}: {e}", spec.log.display())),
@@ -216,7 +254,7 @@ pub async fn run(spec: &ProcSpec, on_start: impl FnOnce(u32), cancel: &mut Cance
         }
     };
     // Whatever happened, nothing of this group may outlive it.
-    let leftovers = group_members(pgid);
+    let leftovers = members_async(pgid).await;
     if !leftovers.is_empty() {
         tracing::debug!(pgid, ?leftovers, "killing leftover processes");
         signal_group(pgid, Signal::SIGKILL);
@@ -260,14 +298,27 @@ async fn terminate(
     grace: Duration,
     cancel: &mut CancelRx,
 ) -> Option<std::process::ExitStatus> {
+    let deadline = tokio::time::Instant::now() + grace;
     signal_group(pgid, Signal::SIGTERM);
+    // A stopped process only acts on SIGTERM once continued.
+    signal_group(pgid, Signal::SIGCONT);
     let exited = tokio::select! {
         s = child.wait() => s.ok(),
-        _ = tokio::time::sleep(grace) => None,
+        _ = tokio::time::sleep_until(deadline) => None,
         _ = immediate(cancel) => None,
     };
-    if exited.is_some() && group_members(pgid).is_empty() {
-        return exited;
+    if exited.is_some() {
+        // The leader is gone; the rest of its group gets what is left of the grace period.
+        // They are not our children, so there is nothing to wait on but their absence.
+        while tokio::time::Instant::now() < deadline
+            && cancel.borrow().as_ref().is_none_or(|c| !c.immediate)
+            && !members_async(pgid).await.is_empty()
+        {
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        if members_async(pgid).await.is_empty() {
+            return exited;
+        }
     }
     signal_group(pgid, Signal::SIGKILL);
     match exited {

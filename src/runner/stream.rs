@@ -332,6 +332,13 @@ impl StreamState {
             (Some(529), _) => FailureKind::Overloaded,
             (Some(_), _) => FailureKind::Api,
             (None, s) if s.starts_with("error_max") => FailureKind::Limit,
+            // Claude Code 2.1 reports repeated 529s with a null status.
+            (None, _) if text.contains("529") || text.contains("Overloaded") => {
+                FailureKind::Overloaded
+            }
+            (None, _) if text.contains("429") || text.contains("rate limit") => {
+                FailureKind::RateLimit
+            }
             (None, _)
                 if text.contains("Unable to connect") || text.contains("Connection error") =>
             {
@@ -435,6 +442,10 @@ mod tests {
         assert_eq!(
             kind(result("500", "API Error: 500")),
             Some(FailureKind::Api)
+        );
+        assert_eq!(
+            kind(result("null", "API Error: Repeated 529 Overloaded errors.")),
+            Some(FailureKind::Overloaded)
         );
         assert_eq!(
             kind(result(

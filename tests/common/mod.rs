@@ -4,6 +4,7 @@
 //! /dev/null, author, committer and dates are fixed. Set `KEEP_TEMP_DIR=1` to keep the temp dirs
 //! of a failing test for inspection (their paths are printed).
 #![allow(dead_code, clippy::unwrap_used)]
+pub mod mock_api;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

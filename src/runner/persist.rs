@@ -1,0 +1,115 @@
+//! Durable writes off the event loop: one writer thread appends events to `events.jsonl` and
+//! rewrites `run.json` (and each domain's result file) atomically, in order. Consecutive record
+//! snapshots are coalesced; [`Persister::flush`] waits until everything queued is on disk.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::mpsc;
+
+enum Msg {
+    Line(String),
+    Snapshot { path: PathBuf, json: Vec<u8> },
+    Flush(mpsc::Sender<()>),
+}
+
+pub struct Persister {
+    tx: Option<mpsc::Sender<Msg>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+fn write_atomic(path: &std::path::Path, json: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(std::path::Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    tmp.write_all(json)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+impl Persister {
+    pub fn start(events_path: PathBuf) -> std::io::Result<Persister> {
+        if let Some(p) = events_path.parent() {
+            std::fs::create_dir_all(p)?;
+        }
+        let mut log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&events_path)?;
+        let (tx, rx) = mpsc::channel::<Msg>();
+        let thread = std::thread::Builder::new()
+            .name("agent-farm-persist".into())
+            .spawn(move || {
+                let mut pending: Vec<(PathBuf, Vec<u8>)> = Vec::new();
+                let mut acks: Vec<mpsc::Sender<()>> = Vec::new();
+                while let Ok(first) = rx.recv() {
+                    // Take everything queued: lines go out in order, snapshots of one file
+                    // are coalesced to the newest.
+                    let mut batch = vec![first];
+                    batch.extend(rx.try_iter());
+                    for m in batch {
+                        match m {
+                            Msg::Line(l) => {
+                                if let Err(e) = writeln!(log, "{l}") {
+                                    tracing::error!("cannot append to the event log: {e}");
+                                }
+                            }
+                            Msg::Snapshot { path, json } => {
+                                pending.retain(|(p, _)| p != &path);
+                                pending.push((path, json));
+                            }
+                            Msg::Flush(ack) => acks.push(ack),
+                        }
+                    }
+                    let _ = log.flush();
+                    for (path, json) in pending.drain(..) {
+                        if let Err(e) = write_atomic(&path, &json) {
+                            tracing::error!("cannot write {}: {e}", path.display());
+                        }
+                    }
+                    if !acks.is_empty() {
+                        let _ = log.sync_data();
+                        for a in acks.drain(..) {
+                            let _ = a.send(());
+                        }
+                    }
+                }
+                let _ = log.sync_data();
+            })?;
+        Ok(Persister {
+            tx: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    pub fn line(&self, line: String) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(Msg::Line(line));
+        }
+    }
+
+    pub fn snapshot(&self, path: PathBuf, json: Vec<u8>) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(Msg::Snapshot { path, json });
+        }
+    }
+
+    /// Block until everything sent so far is written.
+    pub fn flush(&self) {
+        if let Some(tx) = &self.tx {
+            let (ack, done) = mpsc::channel();
+            if tx.send(Msg::Flush(ack)).is_ok() {
+                let _ = done.recv();
+            }
+        }
+    }
+}
+
+impl Drop for Persister {
+    fn drop(&mut self) {
+        self.tx.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
