@@ -105,9 +105,7 @@ pub enum PreflightError {
     WorktreeRoot { path: PathBuf, message: String },
     #[error("file to copy into worktrees not found: {path} (listed in `prepare.copy`)")]
     CopyMissing { path: PathBuf },
-    #[error(
-        "run `{run_id}` is locked by process {pid} ({path}); wait for it or remove the lock if that process is gone"
-    )]
+    #[error("run `{run_id}` is in use by process {pid} (lock {path}); wait for it to finish")]
     Locked {
         run_id: String,
         pid: u32,

@@ -312,7 +312,7 @@ pub async fn run(job: DomainJob, tx: mpsc::Sender<Timed>, mut cancel: CancelRx) 
                             em.send(FarmEvent::Warning {
                                 domain: Some(name.clone()),
                                 message: format!(
-                                    "the agent committed on a detached HEAD; {} now includes {to}",
+                                    "the agent moved HEAD off its branch and committed; {} was fast-forwarded to {to}",
                                     job.branch
                                 ),
                             })

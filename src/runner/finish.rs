@@ -424,6 +424,26 @@ pub fn cleanup_run(rec: &RunRecord, remove_worktrees: bool, force: bool) -> Vec<
             });
         }
     }
+    // Commits an agent made off its branch, kept under refs/farm/<run>/<domain>/off-branch.
+    for d in rec.domains.values() {
+        let refname = super::domain::stray_ref(&rec.run_id, &d.name);
+        let Ok(tip) = repo.refname_to_id(&refname) else {
+            continue;
+        };
+        if merged_into(tip) || force {
+            match repo.find_reference(&refname).and_then(|mut r| r.delete()) {
+                Ok(()) => out.push(FarmEvent::BranchDeleted { branch: refname }),
+                Err(e) => warn(&mut out, Some(&d.name), e.to_string()),
+            }
+        } else {
+            out.push(FarmEvent::BranchKept {
+                reason: format!(
+                    "commits the agent made off its branch; inspect with `git log {refname}`"
+                ),
+                branch: refname,
+            });
+        }
+    }
     if let Some(tip) = git::branch_tip(&repo, &rec.integration_branch) {
         if merged_into(tip) || force || tip.to_string() == rec.base_commit {
             match git::delete_branch(&repo, &rec.integration_branch) {
