@@ -54,6 +54,20 @@ impl<T> Ctx<T> for std::result::Result<T, std::io::Error> {
     }
 }
 
+/// Where worktrees go unless the plan says otherwise: `<parent>/<repo-dir>.farm`, beside the
+/// working tree. Not inside `.git`: Claude Code refuses to edit files under a `.git` directory
+/// ("sensitive file"), and other tools skip such paths too.
+pub fn default_worktree_root(workdir: &Path) -> PathBuf {
+    let name = workdir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "repo".into());
+    workdir
+        .parent()
+        .unwrap_or(Path::new("/"))
+        .join(format!("{name}.farm"))
+}
+
 /// Facts about the user's repository, gathered once.
 #[derive(Debug, Clone)]
 pub struct RepoInfo {

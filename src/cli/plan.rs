@@ -85,8 +85,8 @@ pub fn run(cwd: &Path, args: Args) -> anyhow::Result<i32> {
     }
     let root = repo
         .as_ref()
-        .map(|r| r.common_dir.join("agent-farm").join("worktrees"))
-        .unwrap_or_else(|| PathBuf::from("<git-dir>/agent-farm/worktrees"));
+        .map(|r| crate::git::default_worktree_root(&r.workdir))
+        .unwrap_or_else(|| PathBuf::from("../<repo>.farm"));
     let root = plan.worktree_root.clone().unwrap_or(root);
     let (critical_path, _) = schedule::critical_path(&plan.domains, |_| 1.0);
     let view = PlanView {

@@ -42,7 +42,7 @@ pub struct Args {
     /// Program to run for the agent preset instead of its default.
     #[arg(long, value_name = "PATH")]
     pub agent_program: Option<String>,
-    /// Directory under which worktrees are created (default: <git-dir>/agent-farm/worktrees).
+    /// Directory under which worktrees are created (default: <repo>.farm beside the repository).
     #[arg(long, value_name = "DIR")]
     pub worktree_root: Option<PathBuf>,
     /// Progress display: auto (live lines on a terminal), plain (one line per event), none.
@@ -174,7 +174,7 @@ pub fn preflight(cwd: &Path, args: &Args) -> anyhow::Result<Prepared> {
             &match args.worktree_root.clone().or(plan.worktree_root.clone()) {
                 Some(r) if r.is_absolute() => r,
                 Some(r) => repo_info.workdir.join(r),
-                None => repo_info.common_dir.join("agent-farm").join("worktrees"),
+                None => git::default_worktree_root(&repo_info.workdir),
             },
         );
     check_writable(&worktree_root)?;

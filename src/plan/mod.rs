@@ -238,7 +238,13 @@ fn validate(
         ))),
         _ => {}
     }
-    for t in agent.command.iter().flatten().chain(agent.args.iter()) {
+    for t in agent
+        .command
+        .iter()
+        .flatten()
+        .chain(agent.args.iter())
+        .chain(agent.env.values())
+    {
         if let Err(m) = check_placeholders(t) {
             problems.push(top(format!("agent: {m}")));
         }

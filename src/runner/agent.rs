@@ -181,7 +181,11 @@ pub fn env(cfg: &AgentConfig, v: &Vars) -> Vec<(String, String)> {
         ),
         ("AGENT_FARM_BRANCH".to_string(), v.branch.to_string()),
     ];
-    e.extend(cfg.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    e.extend(
+        cfg.env
+            .iter()
+            .map(|(k, val)| (k.clone(), substitute(val, v))),
+    );
     e
 }
 

@@ -137,6 +137,7 @@ fn is_refusal(text: &str) -> bool {
     t.contains("denied by your permission settings")
         || t.contains("permission to use")
         || t.contains("haven't granted")
+        || t.contains("requested permissions")
         || t.contains("was blocked")
 }
 

@@ -1,0 +1,223 @@
+//! The real Claude Code CLI driven by agent-farm, against the project's mock Messages API:
+//! every agent is a real `claude -p` process that edits its worktree through its tools.
+//! Skipped (with a notice) when the CLI is not installed, except under CI=true where it fails.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::mock_api::*;
+use common::*;
+use serde_json::Value;
+
+/// A plan running the real CLI at `bin` against `api`, with per-domain CLI state.
+fn claude_plan(
+    repo: &TestRepo,
+    bin: &std::path::Path,
+    api: &MockApi,
+    agent_extra: &str,
+    domains: &str,
+) -> String {
+    let state = repo.scratch.join("claude-state");
+    let mut env = String::new();
+    for (k, v) in claude_env(&api.url(), &state) {
+        // One config and temp dir per domain: the CLI keeps state in them.
+        let v = match k.as_str() {
+            "CLAUDE_CONFIG_DIR" | "CLAUDE_CODE_TMPDIR" | "TMPDIR" => format!("{v}/{{domain}}"),
+            _ => v,
+        };
+        env.push_str(&format!("    {k}: {v:?}\n"));
+    }
+    format!(
+        "version: 1\nagent:\n  preset: claude\n  program: {bin:?}\n  args: [--no-session-persistence]\n  timeout: 120s\n  retry_backoff: 10ms\n  env:\n{env}{agent_extra}domains:\n{domains}",
+        bin = bin.display().to_string()
+    )
+}
+
+fn claude_domain(name: &str, owns: &str) -> String {
+    format!("  - name: {name}\n    owns: [\"{owns}\"]\n    prompt: Do the {name} work.\n")
+}
+
+fn write_then_edit(name: &str, path: &str) -> (String, AgentScript) {
+    script(
+        name,
+        vec![
+            Turn::tool(Block::write(path, format!("// {name} v1\n"))),
+            Turn::tool(Block::edit(path, "v1", "v2")),
+            Turn::text(format!("{name} is done")),
+        ],
+    )
+}
+
+fn row<'a>(report: &'a Value, domain: &str) -> &'a Value {
+    report["domains"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["domain"] == domain)
+        .unwrap()
+}
+
+#[test]
+fn three_real_claude_agents_write_and_edit_their_own_files() {
+    let Some(bin) = require_claude("three_real_claude_agents_write_and_edit_their_own_files")
+    else {
+        return;
+    };
+    let repo = TestRepo::new();
+    let api = MockApi::start(vec![
+        write_then_edit("api", "src/api/handler.rs"),
+        write_then_edit("ui", "src/ui/page.ts"),
+        write_then_edit("docs", "docs/guide.md"),
+    ]);
+    let domains = [
+        claude_domain("api", "src/api/**"),
+        claude_domain("ui", "src/ui/**"),
+        claude_domain("docs", "docs/**"),
+    ]
+    .concat();
+    repo.write_plan(&claude_plan(&repo, &bin, &api, "", &domains));
+    let run = repo.farm(&["run", "--progress", "plain"]);
+    run.expect(0);
+    assert_eq!(repo.read("src/api/handler.rs"), "// api v2\n");
+    assert_eq!(repo.read("src/ui/page.ts"), "// ui v2\n");
+    assert_eq!(repo.read("docs/guide.md"), "// docs v2\n");
+    let report = repo.report();
+    for d in ["api", "ui", "docs"] {
+        let r = row(&report, d);
+        assert_eq!(r["status"], "merged", "{r}");
+        assert!(r["turns"].as_u64().unwrap() >= 3, "{r}");
+        assert!(r["cost_usd"].as_f64().unwrap() > 0.0, "{r}");
+        assert!(r["input_tokens"].as_u64().unwrap() > 0, "{r}");
+        assert!(
+            r["session_id"].as_str().is_some_and(|s| !s.is_empty()),
+            "{r}"
+        );
+    }
+    assert!(report["metrics"]["total_cost_usd"].as_f64().unwrap() > 0.0);
+    // Live activity reached the event stream, with paths relative to the worktree.
+    let events = repo.events();
+    assert!(
+        events.iter().any(|e| e["event"] == "agent_tool_use"
+            && e["domain"] == "api"
+            && e["tool"] == "Edit"
+            && e["path"] == "src/api/handler.rs"),
+        "no Edit activity for api"
+    );
+    assert!(run.stdout.contains("COST"), "{}", run.stdout);
+    // The raw stream is kept in the domain's log.
+    let log = std::fs::read_to_string(repo.run_dir().join("api/api-output.log")).unwrap();
+    assert!(log.contains("\"type\":\"result\""));
+    repo.assert_matches_report();
+}
+
+#[test]
+fn auth_error_is_classified_and_not_retried_while_others_land() {
+    let Some(bin) = require_claude("auth_error_is_classified_and_not_retried_while_others_land")
+    else {
+        return;
+    };
+    let repo = TestRepo::new();
+    let api = MockApi::start(vec![
+        write_then_edit("good", "good/ok.txt"),
+        script("locked", vec![Turn::auth_error().with_should_retry(false)]),
+    ]);
+    let domains = [
+        claude_domain("good", "good/**"),
+        claude_domain("locked", "locked/**"),
+    ]
+    .concat();
+    repo.write_plan(&claude_plan(&repo, &bin, &api, "  retries: 2\n", &domains));
+    let run = repo.farm(&["run", "--progress", "plain"]);
+    run.expect(6);
+    let rec = repo.record();
+    let locked = &rec["domains"]["locked"];
+    assert_eq!(locked["status"], "failed");
+    assert_eq!(
+        locked["attempts"].as_array().unwrap().len(),
+        1,
+        "auth errors are not retried"
+    );
+    assert_eq!(locked["attempts"][0]["end"]["failure"], "auth");
+    assert!(
+        locked["reason"].as_str().unwrap().contains("auth"),
+        "{locked}"
+    );
+    assert_eq!(api.messages_for("locked").len(), 1);
+    assert_eq!(rec["domains"]["good"]["status"], "merged");
+    assert_eq!(repo.read("good/ok.txt"), "// good v2\n");
+    repo.assert_matches_report();
+}
+
+#[test]
+fn rate_limited_agent_is_retried_by_the_farm() {
+    let Some(bin) = require_claude("rate_limited_agent_is_retried_by_the_farm") else {
+        return;
+    };
+    let repo = TestRepo::new();
+    // The CLI itself retries twice (CLAUDE_CODE_MAX_RETRIES=2) then gives up; the farm's own
+    // retry starts a second attempt, which the mock answers.
+    let api = MockApi::start(vec![script(
+        "busy",
+        vec![
+            Turn::rate_limited(1).with_should_retry(false),
+            Turn::tool(Block::write("busy/x.txt", "made it\n")),
+            Turn::text("done"),
+        ],
+    )]);
+    repo.write_plan(&claude_plan(
+        &repo,
+        &bin,
+        &api,
+        "  retries: 1\n  rate_limit_backoff: 10ms\n",
+        &claude_domain("busy", "busy/**"),
+    ));
+    repo.farm(&["run", "--progress", "plain"]).expect(0);
+    let rec = repo.record();
+    let attempts = rec["domains"]["busy"]["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 2);
+    assert_eq!(attempts[0]["end"]["failure"], "rate_limit");
+    assert_eq!(repo.read("busy/x.txt"), "made it\n");
+}
+
+#[test]
+fn denied_tool_use_is_reported() {
+    let Some(bin) = require_claude("denied_tool_use_is_reported") else {
+        return;
+    };
+    let repo = TestRepo::new();
+    let api = MockApi::start(vec![script(
+        "api",
+        vec![
+            Turn::tool(Block::write("src/api/a.rs", "// mine\n")),
+            Turn::tool(Block::write("docs/stolen.md", "not mine\n")),
+            Turn::text("done"),
+        ],
+    )]);
+    repo.write_plan(&claude_plan(
+        &repo,
+        &bin,
+        &api,
+        "  disallowed_tools: [\"Edit(docs/**)\"]\n",
+        &claude_domain("api", "src/api/**"),
+    ));
+    let run = repo.farm(&["run", "--progress", "plain"]);
+    run.expect(0);
+    assert_eq!(repo.read("src/api/a.rs"), "// mine\n");
+    assert!(
+        !repo.root.join("docs/stolen.md").exists(),
+        "the CLI refused the write"
+    );
+    let report = repo.report();
+    let r = row(&report, "api");
+    let denials = r["denials"].as_array().unwrap();
+    assert_eq!(denials.len(), 1, "{r}");
+    assert_eq!(denials[0]["tool"], "Write");
+    assert_eq!(denials[0]["path"], "docs/stolen.md");
+    assert!(r["reason"].as_str().unwrap().starts_with("partial"), "{r}");
+    assert!(run.stdout.contains("refused tool calls"), "{}", run.stdout);
+    assert!(
+        run.stderr.contains("REFUSED Write docs/stolen.md"),
+        "{}",
+        run.stderr
+    );
+}
