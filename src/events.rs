@@ -29,6 +29,8 @@ pub enum DomainStatus {
     Conflicted,
     /// Not run because a dependency did not merge.
     Skipped,
+    /// Finished, but changed paths outside its domain under `policy: block`; not merged.
+    Blocked,
 }
 
 impl DomainStatus {
@@ -60,6 +62,7 @@ impl DomainStatus {
             DomainStatus::Cancelled => "cancelled",
             DomainStatus::Conflicted => "conflicted",
             DomainStatus::Skipped => "skipped",
+            DomainStatus::Blocked => "blocked",
         }
     }
 }
@@ -68,6 +71,44 @@ impl std::fmt::Display for DomainStatus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }
+}
+
+/// How an ownership violation was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Detected {
+    /// The agent CLI refused the edit (derived permission rules).
+    Prevented,
+    /// The agent announced a tool use on the path (before the file changed).
+    ToolUse,
+    /// The file watcher saw the path change while the agent ran.
+    Live,
+    /// The audit of the domain's full diff before merging (authoritative).
+    Audit,
+}
+
+impl Detected {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Detected::Prevented => "prevented",
+            Detected::ToolUse => "tool use",
+            Detected::Live => "seen live",
+            Detected::Audit => "found at audit",
+        }
+    }
+}
+
+/// A change a domain made (or tried to make) outside the paths it owns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Violation {
+    pub path: String,
+    /// The domain(s) owning the path; `None` when nobody owns it.
+    pub owner: Option<String>,
+    /// What happened to the path: added, modified, deleted, renamed from X, symlink to X, write…
+    pub change: String,
+    pub detected: Detected,
+    /// What agent-farm did about it: reported, blocked, reverted, stopped, refused.
+    pub action: String,
 }
 
 /// How one agent attempt ended.
@@ -223,6 +264,16 @@ pub enum FarmEvent {
         domain: String,
         paths: Vec<String>,
     },
+    /// A change outside the domain's paths (live, prevented, or found at audit).
+    OwnershipViolation {
+        domain: String,
+        violation: Violation,
+    },
+    /// Two or more domains changed the same path (reported when the second one does).
+    Collision {
+        path: String,
+        domains: Vec<String>,
+    },
     VerifyStarted {
         commit: String,
     },
@@ -289,6 +340,7 @@ impl FarmEvent {
             | DomainSkipped { domain, .. }
             | Merged { domain, .. }
             | Conflict { domain, .. }
+            | OwnershipViolation { domain, .. }
             | WorktreeRemoved { domain } => Some(domain),
             Warning { domain, .. } => domain.as_deref(),
             _ => None,

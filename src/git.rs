@@ -432,6 +432,133 @@ pub fn change_stats(repo: &Repository, from: Oid, to: Oid) -> Result<ChangeStats
     })
 }
 
+/// One changed path between two commits, renames paired.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiffEntry {
+    pub status: git2::Delta,
+    pub old_path: Option<String>,
+    pub new_path: Option<String>,
+    /// For a symbolic link in the new tree: where it points.
+    pub symlink_target: Option<String>,
+}
+
+/// Every changed path from `from` to `to`, with renames detected.
+pub fn diff_entries(repo: &Repository, from: Oid, to: Oid) -> Result<Vec<DiffEntry>> {
+    let a = repo
+        .find_commit(from)
+        .and_then(|c| c.tree())
+        .ctx(|| format!("cannot read {from}"))?;
+    let b = repo
+        .find_commit(to)
+        .and_then(|c| c.tree())
+        .ctx(|| format!("cannot read {to}"))?;
+    let mut diff = repo
+        .diff_tree_to_tree(Some(&a), Some(&b), None)
+        .ctx(|| "cannot diff".into())?;
+    let mut find = git2::DiffFindOptions::new();
+    find.renames(true);
+    diff.find_similar(Some(&mut find))
+        .ctx(|| "cannot detect renames".into())?;
+    let path = |f: git2::DiffFile| f.path().map(|p| p.to_string_lossy().replace('\\', "/"));
+    let mut out = Vec::new();
+    for d in diff.deltas() {
+        let nf = d.new_file();
+        let symlink_target = (d.status() != git2::Delta::Deleted
+            && nf.mode() == git2::FileMode::Link)
+            .then(|| repo.find_blob(nf.id()).ok())
+            .flatten()
+            .map(|b| String::from_utf8_lossy(b.content()).into_owned());
+        out.push(DiffEntry {
+            status: d.status(),
+            old_path: path(d.old_file()),
+            new_path: path(nf),
+            symlink_target,
+        });
+    }
+    Ok(out)
+}
+
+/// Replace `paths` on `branch` (checked out in the worktree at `wt`) by their state at `start`,
+/// as a new commit on top; files are updated in the worktree too. Returns the new commit.
+pub fn revert_paths(wt: &Path, branch: &str, start: Oid, paths: &[String], message: &str) -> Result<Oid> {
+    let repo = open(wt)?;
+    let refname = format!("refs/heads/{branch}");
+    let tip = repo
+        .refname_to_id(&refname)
+        .ctx(|| format!("cannot read {branch}"))?;
+    let tip_commit = repo.find_commit(tip).ctx(|| format!("cannot read {tip}"))?;
+    let tip_tree = tip_commit.tree().ctx(|| "cannot read tree".into())?;
+    let start_tree = repo
+        .find_commit(start)
+        .and_then(|c| c.tree())
+        .ctx(|| format!("cannot read {start}"))?;
+    let mut update = git2::build::TreeUpdateBuilder::new();
+    for p in paths {
+        match start_tree.get_path(Path::new(p)) {
+            Ok(e) => {
+                let mode = match e.filemode() {
+                    0o100755 => git2::FileMode::BlobExecutable,
+                    0o120000 => git2::FileMode::Link,
+                    0o160000 => git2::FileMode::Commit,
+                    _ => git2::FileMode::Blob,
+                };
+                update.upsert(p.as_str(), e.id(), mode);
+            }
+            Err(_) => {
+                update.remove(p.as_str());
+            }
+        }
+    }
+    let tree_id = update
+        .create_updated(&repo, &tip_tree)
+        .ctx(|| "cannot build the reverted tree".into())?;
+    let tree = repo.find_tree(tree_id).ctx(|| "cannot read tree".into())?;
+    let (author, committer) = signatures(&repo)?;
+    let commit = repo
+        .commit(None, &author, &committer, message, &tree, &[&tip_commit])
+        .ctx(|| "cannot commit the revert".into())?;
+    repo.reference_matching(&refname, commit, true, tip, message)
+        .ctx(|| format!("cannot move {branch}"))?;
+    let mut co = CheckoutBuilder::new();
+    co.force();
+    for p in paths {
+        co.path(p.as_str());
+    }
+    repo.checkout_head(Some(&mut co))
+        .ctx(|| format!("cannot update the worktree {}", wt.display()))?;
+    Ok(commit)
+}
+
+/// The patch from `from` to `to` limited to `paths`, as text.
+pub fn patch_for(repo: &Repository, from: Oid, to: Oid, paths: &[String]) -> Result<String> {
+    let a = repo
+        .find_commit(from)
+        .and_then(|c| c.tree())
+        .ctx(|| format!("cannot read {from}"))?;
+    let b = repo
+        .find_commit(to)
+        .and_then(|c| c.tree())
+        .ctx(|| format!("cannot read {to}"))?;
+    let mut opts = git2::DiffOptions::new();
+    opts.disable_pathspec_match(true);
+    for p in paths {
+        opts.pathspec(p.as_str());
+    }
+    let diff = repo
+        .diff_tree_to_tree(Some(&a), Some(&b), Some(&mut opts))
+        .ctx(|| "cannot diff".into())?;
+    let mut text = String::new();
+    diff.print(git2::DiffFormat::Patch, |_, _, line| {
+        if matches!(line.origin(), '+' | '-' | ' ') {
+            text.push(line.origin());
+        }
+        text.push_str(&String::from_utf8_lossy(line.content()));
+        true
+    })
+    .ctx(|| "cannot print the patch".into())?;
+    Ok(text)
+}
+
 /// Result of merging one commit into a branch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MergeOutcome {

@@ -70,20 +70,103 @@ impl Owns {
     }
 }
 
-/// Ownership of every domain of a plan.
+/// How a changed path relates to the domain that changed it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "class", rename_all = "snake_case")]
+pub enum PathClass {
+    /// The domain owns it.
+    Own,
+    /// Listed in `ownership.shared`: any domain may change it.
+    Shared,
+    /// Listed in `ownership.ignore`: changes never count.
+    Ignored,
+    /// Owned by other domains.
+    Other { owners: Vec<String> },
+    /// Owned by no domain.
+    Unowned,
+}
+
+impl PathClass {
+    pub fn is_violation(&self) -> bool {
+        matches!(self, PathClass::Other { .. } | PathClass::Unowned)
+    }
+    /// The owner to name in a report: the other domain, or "nobody".
+    pub fn owner(&self) -> Option<String> {
+        match self {
+            PathClass::Other { owners } => Some(owners.join(", ")),
+            _ => None,
+        }
+    }
+}
+
+/// Ownership of every domain of a plan, with the plan's shared and ignored paths.
 #[derive(Debug, Clone)]
 pub struct OwnershipMap {
     domains: Vec<(String, Owns)>,
+    shared: Owns,
+    ignore: Owns,
 }
 
 impl OwnershipMap {
     pub fn new(domains: &[Domain]) -> Result<Self, String> {
+        Self::with_rules(domains, &[], &[])
+    }
+
+    pub fn with_rules(domains: &[Domain], shared: &[String], ignore: &[String]) -> Result<Self, String> {
         Ok(OwnershipMap {
             domains: domains
                 .iter()
                 .map(|d| Ok((d.name.clone(), Owns::new(&d.owns)?)))
                 .collect::<Result<_, String>>()?,
+            shared: Owns::new(shared)?,
+            ignore: Owns::new(ignore)?,
         })
+    }
+
+    pub fn for_plan(plan: &crate::plan::Plan) -> Result<Self, String> {
+        Self::with_rules(&plan.domains, &plan.ownership.shared, &plan.ownership.ignore)
+    }
+
+    /// Classify a change of `path` made by `domain`. Own paths win over shared and ignored.
+    pub fn classify(&self, domain: &str, path: &str) -> PathClass {
+        if self.owns(domain, path) {
+            return PathClass::Own;
+        }
+        if self.ignore.matches(path) {
+            return PathClass::Ignored;
+        }
+        if self.shared.matches(path) {
+            return PathClass::Shared;
+        }
+        let owners: Vec<String> = self
+            .owners(path)
+            .into_iter()
+            .filter(|o| *o != domain)
+            .map(str::to_owned)
+            .collect();
+        if owners.is_empty() {
+            PathClass::Unowned
+        } else {
+            PathClass::Other { owners }
+        }
+    }
+
+    /// Claude Code permission rules that refuse edits into other domains' paths, anchored at the
+    /// worktree root (`Edit(./src/ui/**)`; a deny rule on Edit covers Write, Edit and the Bash
+    /// commands whose targets the CLI can read).
+    pub fn deny_rules_for(&self, domain: &str, plan_domains: &[Domain]) -> Vec<String> {
+        let mut out = Vec::new();
+        for d in plan_domains.iter().filter(|d| d.name != domain) {
+            for p in &d.owns {
+                for g in expand(p) {
+                    let rule = format!("Edit(./{g})");
+                    if !out.contains(&rule) {
+                        out.push(rule);
+                    }
+                }
+            }
+        }
+        out
     }
     /// The domains owning `path`.
     pub fn owners(&self, path: &str) -> Vec<&str> {
@@ -126,6 +209,112 @@ impl OwnershipMap {
             .map(|((a, b), (_, ex))| (a, b, ex))
             .collect()
     }
+}
+
+/// A change in a domain's diff, as the audit sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditChange {
+    pub kind: AuditKind,
+    pub old_path: Option<String>,
+    pub new_path: Option<String>,
+    pub symlink_target: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditKind {
+    Added,
+    Modified,
+    Deleted,
+    Renamed,
+}
+
+/// A violation found by the audit, with the paths to restore to undo it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    pub path: String,
+    pub owner: Option<String>,
+    pub change: String,
+    pub revert: Vec<String>,
+}
+
+/// Where a symlink at `link` pointing to `target` lands, relative to the repository root;
+/// `None` when it points outside the repository.
+pub fn resolve_link(link: &str, target: &str) -> Option<String> {
+    if target.starts_with('/') {
+        return None;
+    }
+    let mut parts: Vec<&str> = link.split('/').collect();
+    parts.pop();
+    for c in target.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop()?;
+            }
+            c => parts.push(c),
+        }
+    }
+    Some(parts.join("/"))
+}
+
+/// Classify every change of a domain's diff (the authoritative audit). Pure.
+pub fn audit(map: &OwnershipMap, domain: &str, changes: &[AuditChange]) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let check = |path: &str, change: String, out: &mut Vec<Finding>| {
+        let class = map.classify(domain, path);
+        if class.is_violation() {
+            out.push(Finding {
+                path: path.to_string(),
+                owner: class.owner(),
+                change,
+                revert: vec![path.to_string()],
+            });
+            true
+        } else {
+            false
+        }
+    };
+    for c in changes {
+        let (old, new) = (c.old_path.as_deref(), c.new_path.as_deref());
+        let flagged_new = match (c.kind, old, new) {
+            (AuditKind::Added, _, Some(n)) => check(n, "added".into(), &mut out),
+            (AuditKind::Modified, _, Some(n)) => check(n, "modified".into(), &mut out),
+            (AuditKind::Deleted, Some(o), _) => {
+                check(o, "deleted".into(), &mut out);
+                true
+            }
+            (AuditKind::Renamed, Some(o), Some(n)) => {
+                check(o, format!("renamed to {n}"), &mut out);
+                check(n, format!("renamed from {o}"), &mut out)
+            }
+            _ => false,
+        };
+        if flagged_new {
+            continue;
+        }
+        if let (Some(n), Some(t)) = (new, c.symlink_target.as_deref()) {
+            match resolve_link(n, t) {
+                None => out.push(Finding {
+                    path: n.to_string(),
+                    owner: None,
+                    change: format!("symlink to {t} (outside the repository)"),
+                    revert: vec![n.to_string()],
+                }),
+                Some(resolved) => {
+                    let class = map.classify(domain, &resolved);
+                    if class.is_violation() {
+                        out.push(Finding {
+                            path: n.to_string(),
+                            owner: class.owner(),
+                            change: format!("symlink to {resolved}"),
+                            revert: vec![n.to_string()],
+                        });
+                    }
+                }
+            }
+        }
+    }
+    out
 }
 
 /// A concrete path that `glob` matches: wildcards replaced by plain names.
@@ -278,6 +467,73 @@ mod tests {
         assert_eq!(
             pattern_overlaps(&[dom("a", &["*.md"]), dom("b", &["README.md"])]).len(),
             1
+        );
+    }
+
+    #[test]
+    fn classification() {
+        let m = OwnershipMap::with_rules(
+            &[dom("api", &["src/api/**"]), dom("ui", &["src/ui/**"])],
+            &["Cargo.lock".to_string()],
+            &["target/**".to_string()],
+        )
+        .unwrap();
+        assert_eq!(m.classify("api", "src/api/x.rs"), PathClass::Own);
+        assert_eq!(m.classify("api", "Cargo.lock"), PathClass::Shared);
+        assert_eq!(m.classify("api", "target/debug/x"), PathClass::Ignored);
+        assert_eq!(
+            m.classify("api", "src/ui/x.ts"),
+            PathClass::Other {
+                owners: vec!["ui".into()]
+            }
+        );
+        assert_eq!(m.classify("api", "README.md"), PathClass::Unowned);
+        assert!(m.classify("api", "README.md").is_violation());
+        assert_eq!(
+            m.deny_rules_for("api", &[dom("api", &["src/api/**"]), dom("ui", &["src/ui", "web/"])]),
+            vec!["Edit(./src/ui)", "Edit(./src/ui/**)", "Edit(./web/**)"]
+        );
+    }
+
+    #[test]
+    fn audit_catches_deletes_renames_and_symlinks() {
+        let m = OwnershipMap::with_rules(
+            &[dom("api", &["src/api/**"]), dom("ui", &["src/ui/**"])],
+            &["CHANGELOG.md".to_string()],
+            &[],
+        )
+        .unwrap();
+        let ch = |kind, old: Option<&str>, new: Option<&str>, link: Option<&str>| AuditChange {
+            kind,
+            old_path: old.map(str::to_owned),
+            new_path: new.map(str::to_owned),
+            symlink_target: link.map(str::to_owned),
+        };
+        let f = audit(
+            &m,
+            "api",
+            &[
+                ch(AuditKind::Added, None, Some("src/api/ok.rs"), None),
+                ch(AuditKind::Modified, Some("CHANGELOG.md"), Some("CHANGELOG.md"), None),
+                ch(AuditKind::Deleted, Some("src/ui/gone.ts"), None, None),
+                ch(AuditKind::Renamed, Some("src/ui/a.ts"), Some("src/api/a.ts"), None),
+                ch(AuditKind::Added, None, Some("src/api/link"), Some("../ui/secret.ts")),
+                ch(AuditKind::Added, None, Some("src/api/out"), Some("../../../etc/passwd")),
+                ch(AuditKind::Added, None, Some("src/api/fine"), Some("ok.rs")),
+                ch(AuditKind::Modified, Some("README.md"), Some("README.md"), None),
+            ],
+        );
+        let got: Vec<(String, String, Option<String>)> =
+            f.iter().map(|f| (f.path.clone(), f.change.clone(), f.owner.clone())).collect();
+        assert_eq!(
+            got,
+            vec![
+                ("src/ui/gone.ts".into(), "deleted".into(), Some("ui".into())),
+                ("src/ui/a.ts".into(), "renamed to src/api/a.ts".into(), Some("ui".into())),
+                ("src/api/link".into(), "symlink to src/ui/secret.ts".into(), Some("ui".into())),
+                ("src/api/out".into(), "symlink to ../../../etc/passwd (outside the repository)".into(), None),
+                ("README.md".into(), "modified".into(), None),
+            ]
         );
     }
 

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::events::{AgentUsage, AttemptEnd, Denial, DomainStatus, FarmEvent, Timed};
+use crate::events::{AgentUsage, AttemptEnd, Denial, DomainStatus, FarmEvent, Timed, Violation};
 use crate::plan::Plan;
 
 pub const RECORD_VERSION: u32 = 1;
@@ -129,6 +129,8 @@ pub struct DomainRecord {
     pub insertions: usize,
     pub deletions: usize,
     pub conflict_paths: Vec<String>,
+    #[serde(default)]
+    pub violations: Vec<Violation>,
     pub started_ms: Option<u64>,
     pub ended_ms: Option<u64>,
 }
@@ -205,6 +207,14 @@ pub struct LandRecord {
     pub command: Option<String>,
 }
 
+/// Several domains changed the same path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Collision {
+    pub path: String,
+    pub domains: Vec<String>,
+    pub at_ms: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunOptions {
     pub jobs: usize,
@@ -236,6 +246,8 @@ pub struct RunRecord {
     pub verify: Option<VerifyRecord>,
     pub land: Option<LandRecord>,
     pub warnings: Vec<String>,
+    #[serde(default)]
+    pub collisions: Vec<Collision>,
     pub interrupted: Option<String>,
     pub exit_code: Option<i32>,
 }
@@ -289,6 +301,7 @@ impl RunRecord {
                         insertions: 0,
                         deletions: 0,
                         conflict_paths: Vec::new(),
+                        violations: Vec::new(),
                         started_ms: None,
                         ended_ms: None,
                     },
@@ -316,6 +329,7 @@ impl RunRecord {
             verify: None,
             land: None,
             warnings: Vec::new(),
+            collisions: Vec::new(),
             interrupted: None,
             exit_code: None,
         }
@@ -496,6 +510,21 @@ impl RunRecord {
                     d.reason = Some(format!("merge conflict in {}", paths.join(", ")));
                 }
             }
+            OwnershipViolation { domain, violation } => {
+                if let Some(d) = self.domains.get_mut(domain)
+                    && !d.violations.contains(violation)
+                {
+                    d.violations.push(violation.clone());
+                }
+            }
+            Collision { path, domains } => match self.collisions.iter_mut().find(|c| &c.path == path) {
+                Some(c) => c.domains = domains.clone(),
+                None => self.collisions.push(crate::record::Collision {
+                    path: path.clone(),
+                    domains: domains.clone(),
+                    at_ms: at,
+                }),
+            },
             VerifyStarted { commit } => {
                 self.phase = crate::record::Phase::Verifying;
                 self.verify = Some(VerifyRecord {

@@ -32,6 +32,7 @@ pub struct DomainRow {
     pub turns: u32,
     pub session_id: Option<String>,
     pub denials: Vec<crate::events::Denial>,
+    pub violations: Vec<crate::events::Violation>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -74,6 +75,7 @@ pub struct Report {
     pub land_message: Option<String>,
     pub land_command: Option<String>,
     pub warnings: Vec<String>,
+    pub collisions: Vec<crate::record::Collision>,
     pub exit_code: i32,
 }
 
@@ -134,6 +136,7 @@ pub fn build(rec: &RunRecord, now_ms: u64) -> Report {
             turns: d.turns(),
             session_id: d.session_id().map(str::to_owned),
             denials: d.denials(),
+            violations: d.violations.clone(),
         })
         .collect();
     let busy_ms: u64 = domains.iter().map(|d| d.duration_ms).sum();
@@ -198,6 +201,7 @@ pub fn build(rec: &RunRecord, now_ms: u64) -> Report {
         }),
         land_command: rec.land.as_ref().and_then(|l| l.command.clone()),
         warnings: rec.warnings.clone(),
+        collisions: rec.collisions.clone(),
         exit_code: rec.exit_code.unwrap_or_else(|| exit_code(rec)),
     }
 }
@@ -333,6 +337,34 @@ impl Report {
                     d.branch, d.status, d.branch, d.log
                 ));
             }
+        }
+        let violating: Vec<&DomainRow> = self
+            .domains
+            .iter()
+            .filter(|d| !d.violations.is_empty())
+            .collect();
+        if !violating.is_empty() {
+            out.push_str("ownership violations:\n");
+            for d in violating {
+                for v in &d.violations {
+                    out.push_str(&format!(
+                        "  {}: {} {} (owner: {}; {}; {})\n",
+                        d.domain,
+                        v.change,
+                        v.path,
+                        v.owner.as_deref().unwrap_or("nobody"),
+                        v.detected.as_str(),
+                        v.action
+                    ));
+                }
+            }
+        }
+        for c in &self.collisions {
+            out.push_str(&format!(
+                "collision: {} was changed by {}\n",
+                c.path,
+                c.domains.join(" and ")
+            ));
         }
         let refused: Vec<&DomainRow> = self
             .domains

@@ -145,6 +145,20 @@ pub fn describe(ev: &FarmEvent) -> Option<String> {
         Conflict { domain, paths } => {
             format!("{domain}: MERGE CONFLICT in {}", paths.join(", "))
         }
+        OwnershipViolation { domain, violation: v } => format!(
+            "{domain}: OWNERSHIP {} {} {} ({}, {})",
+            v.change,
+            v.path,
+            match &v.owner {
+                Some(o) => format!("owned by {o}"),
+                None => "owned by no domain".to_string(),
+            },
+            v.detected.as_str(),
+            v.action
+        ),
+        Collision { path, domains } => {
+            format!("COLLISION: {path} changed by {}", domains.join(" and "))
+        }
         VerifyStarted { commit } => {
             format!("verify: running on {}", &commit[..commit.len().min(12)])
         }

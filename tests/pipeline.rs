@@ -254,8 +254,8 @@ fn fail_fast_stops_running_and_unstarted_domains() {
 fn merge_conflict_leaves_integration_untouched_and_keeps_the_branch() {
     let repo = TestRepo::new();
     let s = repo.scratch.display().to_string();
-    // Both agents start from base together and edit README.md (outside their domains) on the
-    // same line. Whichever finishes second conflicts.
+    // Both agents start from base together and edit README.md (shared) on the same line.
+    // Whichever finishes second conflicts.
     let agent = |me: &str, other: &str| {
         format!(
             "touch {s}/started-{me}\nwait-for {s}/started-{other} 20s\nwrite {me}/x 1\nwrite README.md # {me} version"
@@ -266,7 +266,8 @@ fn merge_conflict_leaves_integration_untouched_and_keeps_the_branch() {
         domain("two", "two/**", &agent("two", "one"), ""),
     ]
     .concat();
-    repo.write_plan(&sim_plan("", &domains));
+    // README.md is shared, so the ownership audit lets both changes through to the merge.
+    repo.write_plan(&sim_plan("ownership:\n  shared: [README.md]\n", &domains));
     let run = repo.farm(&["run", "--jobs", "2", "--progress", "plain"]);
     run.expect(7);
     let rec = repo.record();

@@ -304,6 +304,16 @@ fn validate(
             ))),
         }
     }
+    for (key, globs) in [
+        ("ownership.shared", &raw.ownership.shared),
+        ("ownership.ignore", &raw.ownership.ignore),
+    ] {
+        for g in globs {
+            if let Err(e) = crate::ownership::compile_glob(g) {
+                problems.push(top(format!("invalid glob in `{key}`: {e}")));
+            }
+        }
+    }
     let names: BTreeSet<&str> = raw.domains.iter().map(|d| d.name.as_str()).collect();
     let mut seen: BTreeMap<&str, Option<usize>> = BTreeMap::new();
     let mut domains = Vec::with_capacity(raw.domains.len());
@@ -439,6 +449,12 @@ fn validate(
         },
         copy,
         setup: raw.prepare.setup,
+        ownership: OwnershipConfig {
+            shared: raw.ownership.shared,
+            ignore: raw.ownership.ignore,
+            policy: raw.ownership.policy.unwrap_or_default(),
+            stop_on_violation: raw.ownership.stop_on_violation.unwrap_or(false),
+        },
         verify: raw.verify,
         domains,
     })

@@ -190,6 +190,53 @@ pub struct RawAgent {
     pub max_budget_usd: Option<f64>,
 }
 
+/// What happens to changes a domain makes outside the paths it owns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Policy {
+    /// Report the violations and merge anyway.
+    Warn,
+    /// Report them; the domain does not merge (its branch is kept).
+    #[default]
+    Block,
+    /// Drop the out-of-domain changes from the domain's branch (kept under a ref and in a patch
+    /// file) and merge the rest.
+    Revert,
+}
+
+impl fmt::Display for Policy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Policy::Warn => "warn",
+            Policy::Block => "block",
+            Policy::Revert => "revert",
+        })
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOwnership {
+    /// Paths any domain may change (lock files, changelogs).
+    #[serde(default)]
+    pub shared: Vec<String>,
+    /// Paths whose changes never count (build outputs, caches); `.gitignore`d paths never do.
+    #[serde(default)]
+    pub ignore: Vec<String>,
+    pub policy: Option<Policy>,
+    /// Terminate an agent at its first violation seen while it runs.
+    pub stop_on_violation: Option<bool>,
+}
+
+/// The plan's ownership rules, with defaults applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct OwnershipConfig {
+    pub shared: Vec<String>,
+    pub ignore: Vec<String>,
+    pub policy: Policy,
+    pub stop_on_violation: bool,
+}
+
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawPrepare {
@@ -229,6 +276,8 @@ pub struct RawPlan {
     pub agent: RawAgent,
     #[serde(default)]
     pub prepare: RawPrepare,
+    #[serde(default)]
+    pub ownership: RawOwnership,
     pub verify: Option<CommandSpec>,
     pub domains: Vec<RawDomain>,
 }
@@ -287,6 +336,8 @@ pub struct Plan {
     pub agent: AgentConfig,
     pub copy: Vec<String>,
     pub setup: Vec<CommandSpec>,
+    #[serde(default)]
+    pub ownership: OwnershipConfig,
     pub verify: Option<CommandSpec>,
     pub domains: Vec<Domain>,
 }

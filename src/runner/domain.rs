@@ -13,7 +13,9 @@ use super::process::{self, Cancel, CancelRx, ProcSpec};
 use super::stream::{Observation, StreamState};
 use crate::events::{AttemptEnd, DomainStatus, FarmEvent, Timed, now_ms};
 use crate::git;
-use crate::plan::{AgentConfig, CommandSpec, Domain};
+use crate::events::{Detected, Violation};
+use crate::ownership::{AuditChange, AuditKind, Finding, OwnershipMap};
+use crate::plan::{AgentConfig, CommandSpec, Domain, Policy};
 use crate::record::RunPaths;
 
 /// Everything needed to run one domain.
@@ -34,6 +36,8 @@ pub struct DomainJob {
     pub copy: Vec<String>,
     pub setup: Vec<CommandSpec>,
     pub self_exe: PathBuf,
+    pub ownership: OwnershipMap,
+    pub policy: Policy,
 }
 
 struct Emitter {
@@ -414,6 +418,56 @@ pub async fn run(job: DomainJob, tx: mpsc::Sender<Timed>, mut cancel: CancelRx) 
         ),
     };
 
+    // The authoritative audit: every path of the domain's diff, before anything merges.
+    let (wt, start, branch) = (job.worktree.clone(), job.start_commit, job.branch.clone());
+    let map = job.ownership.clone();
+    let dname = name.clone();
+    let findings = blocking(move || {
+        let repo = git::open(&wt)?;
+        let tip = git::branch_tip(&repo, &branch).unwrap_or(start);
+        let changes: Vec<AuditChange> = git::diff_entries(&repo, start, tip)?
+            .into_iter()
+            .filter_map(|e| {
+                let kind = match e.status {
+                    git2::Delta::Added | git2::Delta::Copied => AuditKind::Added,
+                    git2::Delta::Deleted => AuditKind::Deleted,
+                    git2::Delta::Renamed => AuditKind::Renamed,
+                    git2::Delta::Modified | git2::Delta::Typechange => AuditKind::Modified,
+                    _ => return None,
+                };
+                Some(AuditChange {
+                    kind,
+                    old_path: e.old_path,
+                    new_path: e.new_path,
+                    symlink_target: e.symlink_target,
+                })
+            })
+            .collect();
+        Ok((tip, crate::ownership::audit(&map, &dname, &changes)))
+    })
+    .await;
+    match findings {
+        Ok((_, findings)) if findings.is_empty() => {}
+        Ok((tip, findings)) => {
+            let (s2, r2) = apply_policy(&job, &em, status, tip, findings).await;
+            if let Some(s2) = s2 {
+                status = s2;
+                reason = r2;
+            }
+        }
+        Err(e) => {
+            em.send(FarmEvent::Warning {
+                domain: Some(name.clone()),
+                message: format!("ownership audit failed: {e}"),
+            })
+            .await;
+            if status == DomainStatus::Succeeded {
+                status = DomainStatus::Blocked;
+                reason = Some(format!("the ownership audit failed: {e}"));
+            }
+        }
+    }
+
     if status == DomainStatus::Succeeded
         && let Some(v) = &job.domain.verify
     {
@@ -464,6 +518,108 @@ pub async fn run(job: DomainJob, tx: mpsc::Sender<Timed>, mut cancel: CancelRx) 
         deletions,
     })
     .await;
+}
+
+/// Apply the ownership policy to audit findings; returns the domain's new status and reason
+/// when the policy changes them.
+async fn apply_policy(
+    job: &DomainJob,
+    em: &Emitter,
+    status: DomainStatus,
+    tip: git2::Oid,
+    findings: Vec<Finding>,
+) -> (Option<DomainStatus>, Option<String>) {
+    let name = job.domain.name.clone();
+    let succeeded = status == DomainStatus::Succeeded;
+    let summary = findings
+        .iter()
+        .take(3)
+        .map(|f| format!("{} ({})", f.path, f.owner.as_deref().unwrap_or("owned by nobody")))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let n = findings.len();
+    let (action, outcome) = match job.policy {
+        Policy::Warn => ("reported".to_string(), (None, None)),
+        Policy::Block if succeeded => (
+            "blocked".to_string(),
+            (
+                Some(DomainStatus::Blocked),
+                Some(format!("{n} change(s) outside its domain: {summary}")),
+            ),
+        ),
+        Policy::Revert if succeeded => {
+            let keep = format!("refs/farm/{}/{}/dropped", job.run_id, name);
+            let patch = job.paths.domain_file(&name, "dropped.patch");
+            let paths: Vec<String> = findings.iter().flat_map(|f| f.revert.clone()).collect();
+            let (wt, branch, start, msg) = (
+                job.worktree.clone(),
+                job.branch.clone(),
+                job.start_commit,
+                format!(
+                    "farm({name}): drop changes outside the domain\n\nReverted by agent-farm (ownership policy: revert). The dropped changes are kept in {keep}.\n\nFarm-Run: {}\nFarm-Domain: {name}\n",
+                    job.run_id
+                ),
+            );
+            let (keep2, patch2) = (keep.clone(), patch.clone());
+            let res = blocking(move || {
+                let repo = git::open(&wt)?;
+                repo.reference(&keep2, tip, true, "agent-farm: changes dropped by the revert policy")
+                    .map_err(|source| git::GitError::Git {
+                        context: format!("cannot create {keep2}"),
+                        source,
+                    })?;
+                let text = git::patch_for(&repo, start, tip, &paths)?;
+                if let Some(d) = patch2.parent() {
+                    let _ = std::fs::create_dir_all(d);
+                }
+                std::fs::write(&patch2, text).map_err(|source| git::GitError::Io {
+                    context: format!("cannot write {}", patch2.display()),
+                    source,
+                })?;
+                git::revert_paths(&wt, &branch, start, &paths, &msg)
+            })
+            .await;
+            match res {
+                Ok(c) => {
+                    em.send(FarmEvent::Committed {
+                        domain: name.clone(),
+                        commit: c.to_string(),
+                        note: format!("dropped {n} change(s) outside the domain"),
+                    })
+                    .await;
+                    (
+                        format!("reverted (kept in {keep} and {})", patch.display()),
+                        (
+                            None,
+                            Some(format!("{n} change(s) outside its domain dropped: {summary}")),
+                        ),
+                    )
+                }
+                Err(e) => (
+                    format!("revert failed: {e}"),
+                    (
+                        Some(DomainStatus::Blocked),
+                        Some(format!("could not drop changes outside its domain: {e}")),
+                    ),
+                ),
+            }
+        }
+        _ => ("reported".to_string(), (None, None)),
+    };
+    for f in findings {
+        em.send(FarmEvent::OwnershipViolation {
+            domain: name.clone(),
+            violation: Violation {
+                path: f.path,
+                owner: f.owner,
+                change: f.change,
+                detected: Detected::Audit,
+                action: action.clone(),
+            },
+        })
+        .await;
+    }
+    outcome
 }
 
 /// The hidden ref that keeps commits an agent made off its branch.

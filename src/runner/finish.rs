@@ -424,22 +424,31 @@ pub fn cleanup_run(rec: &RunRecord, remove_worktrees: bool, force: bool) -> Vec<
             });
         }
     }
-    // Commits an agent made off its branch, kept under refs/farm/<run>/<domain>/off-branch.
-    for d in rec.domains.values() {
-        let refname = super::domain::stray_ref(&rec.run_id, &d.name);
-        let Ok(tip) = repo.refname_to_id(&refname) else {
-            continue;
-        };
+    // Refs agent-farm keeps under refs/farm/<run>/: commits an agent made off its branch,
+    // changes dropped by the revert policy.
+    let prefix = format!("refs/farm/{}/", rec.run_id);
+    let kept_refs: Vec<(String, git2::Oid)> = repo
+        .references_glob(&format!("{prefix}*"))
+        .map(|refs| {
+            refs.flatten()
+                .filter_map(|r| Some((r.name().ok()?.to_owned(), r.target()?)))
+                .collect()
+        })
+        .unwrap_or_default();
+    for (refname, tip) in kept_refs {
         if merged_into(tip) || force {
             match repo.find_reference(&refname).and_then(|mut r| r.delete()) {
                 Ok(()) => out.push(FarmEvent::BranchDeleted { branch: refname }),
-                Err(e) => warn(&mut out, Some(&d.name), e.to_string()),
+                Err(e) => warn(&mut out, None, e.to_string()),
             }
         } else {
+            let what = if refname.ends_with("/dropped") {
+                "changes dropped from the domain by the revert policy"
+            } else {
+                "commits the agent made off its branch"
+            };
             out.push(FarmEvent::BranchKept {
-                reason: format!(
-                    "commits the agent made off its branch; inspect with `git log {refname}`"
-                ),
+                reason: format!("{what}; inspect with `git log -p {refname}`"),
                 branch: refname,
             });
         }

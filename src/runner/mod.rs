@@ -247,7 +247,17 @@ impl Farm {
         let dr = rec.domain(name)?;
         let mut setup = rec.plan.setup.clone();
         setup.extend(d.setup.iter().cloned());
+        let ownership = crate::ownership::OwnershipMap::for_plan(&rec.plan).ok()?;
+        let mut agent = rec.plan.agent.clone();
+        if agent.preset == crate::plan::Preset::Claude {
+            // Prevention: the CLI itself refuses edits into other domains' paths.
+            agent
+                .disallowed_tools
+                .extend(ownership.deny_rules_for(name, &rec.plan.domains));
+        }
         Some(domain::DomainJob {
+            ownership,
+            policy: rec.plan.ownership.policy,
             run_id: rec.run_id.clone(),
             timeout: rec.plan.timeout_for(&d),
             domain: d,
@@ -258,7 +268,7 @@ impl Farm {
             worktree: dr.worktree.clone(),
             worktree_admin: dr.worktree_admin.clone(),
             start_commit: start,
-            agent: rec.plan.agent.clone(),
+            agent,
             retries: self.retries.unwrap_or(rec.plan.agent.retries),
             copy: rec.plan.copy.clone(),
             setup,
