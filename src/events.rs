@@ -48,6 +48,7 @@ impl DomainStatus {
                 | DomainStatus::TimedOut
                 | DomainStatus::Cancelled
                 | DomainStatus::Skipped
+                | DomainStatus::Blocked
         )
     }
     pub fn as_str(self) -> &'static str {

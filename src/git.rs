@@ -480,7 +480,13 @@ pub fn diff_entries(repo: &Repository, from: Oid, to: Oid) -> Result<Vec<DiffEnt
 
 /// Replace `paths` on `branch` (checked out in the worktree at `wt`) by their state at `start`,
 /// as a new commit on top; files are updated in the worktree too. Returns the new commit.
-pub fn revert_paths(wt: &Path, branch: &str, start: Oid, paths: &[String], message: &str) -> Result<Oid> {
+pub fn revert_paths(
+    wt: &Path,
+    branch: &str,
+    start: Oid,
+    paths: &[String],
+    message: &str,
+) -> Result<Oid> {
     let repo = open(wt)?;
     let refname = format!("refs/heads/{branch}");
     let tip = repo

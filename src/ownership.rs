@@ -112,7 +112,11 @@ impl OwnershipMap {
         Self::with_rules(domains, &[], &[])
     }
 
-    pub fn with_rules(domains: &[Domain], shared: &[String], ignore: &[String]) -> Result<Self, String> {
+    pub fn with_rules(
+        domains: &[Domain],
+        shared: &[String],
+        ignore: &[String],
+    ) -> Result<Self, String> {
         Ok(OwnershipMap {
             domains: domains
                 .iter()
@@ -124,7 +128,11 @@ impl OwnershipMap {
     }
 
     pub fn for_plan(plan: &crate::plan::Plan) -> Result<Self, String> {
-        Self::with_rules(&plan.domains, &plan.ownership.shared, &plan.ownership.ignore)
+        Self::with_rules(
+            &plan.domains,
+            &plan.ownership.shared,
+            &plan.ownership.ignore,
+        )
     }
 
     /// Classify a change of `path` made by `domain`. Own paths win over shared and ignored.
@@ -490,7 +498,10 @@ mod tests {
         assert_eq!(m.classify("api", "README.md"), PathClass::Unowned);
         assert!(m.classify("api", "README.md").is_violation());
         assert_eq!(
-            m.deny_rules_for("api", &[dom("api", &["src/api/**"]), dom("ui", &["src/ui", "web/"])]),
+            m.deny_rules_for(
+                "api",
+                &[dom("api", &["src/api/**"]), dom("ui", &["src/ui", "web/"])]
+            ),
             vec!["Edit(./src/ui)", "Edit(./src/ui/**)", "Edit(./web/**)"]
         );
     }
@@ -514,24 +525,63 @@ mod tests {
             "api",
             &[
                 ch(AuditKind::Added, None, Some("src/api/ok.rs"), None),
-                ch(AuditKind::Modified, Some("CHANGELOG.md"), Some("CHANGELOG.md"), None),
+                ch(
+                    AuditKind::Modified,
+                    Some("CHANGELOG.md"),
+                    Some("CHANGELOG.md"),
+                    None,
+                ),
                 ch(AuditKind::Deleted, Some("src/ui/gone.ts"), None, None),
-                ch(AuditKind::Renamed, Some("src/ui/a.ts"), Some("src/api/a.ts"), None),
-                ch(AuditKind::Added, None, Some("src/api/link"), Some("../ui/secret.ts")),
-                ch(AuditKind::Added, None, Some("src/api/out"), Some("../../../etc/passwd")),
+                ch(
+                    AuditKind::Renamed,
+                    Some("src/ui/a.ts"),
+                    Some("src/api/a.ts"),
+                    None,
+                ),
+                ch(
+                    AuditKind::Added,
+                    None,
+                    Some("src/api/link"),
+                    Some("../ui/secret.ts"),
+                ),
+                ch(
+                    AuditKind::Added,
+                    None,
+                    Some("src/api/out"),
+                    Some("../../../etc/passwd"),
+                ),
                 ch(AuditKind::Added, None, Some("src/api/fine"), Some("ok.rs")),
-                ch(AuditKind::Modified, Some("README.md"), Some("README.md"), None),
+                ch(
+                    AuditKind::Modified,
+                    Some("README.md"),
+                    Some("README.md"),
+                    None,
+                ),
             ],
         );
-        let got: Vec<(String, String, Option<String>)> =
-            f.iter().map(|f| (f.path.clone(), f.change.clone(), f.owner.clone())).collect();
+        let got: Vec<(String, String, Option<String>)> = f
+            .iter()
+            .map(|f| (f.path.clone(), f.change.clone(), f.owner.clone()))
+            .collect();
         assert_eq!(
             got,
             vec![
                 ("src/ui/gone.ts".into(), "deleted".into(), Some("ui".into())),
-                ("src/ui/a.ts".into(), "renamed to src/api/a.ts".into(), Some("ui".into())),
-                ("src/api/link".into(), "symlink to src/ui/secret.ts".into(), Some("ui".into())),
-                ("src/api/out".into(), "symlink to ../../../etc/passwd (outside the repository)".into(), None),
+                (
+                    "src/ui/a.ts".into(),
+                    "renamed to src/api/a.ts".into(),
+                    Some("ui".into())
+                ),
+                (
+                    "src/api/link".into(),
+                    "symlink to src/ui/secret.ts".into(),
+                    Some("ui".into())
+                ),
+                (
+                    "src/api/out".into(),
+                    "symlink to ../../../etc/passwd (outside the repository)".into(),
+                    None
+                ),
                 ("README.md".into(), "modified".into(), None),
             ]
         );

@@ -517,14 +517,16 @@ impl RunRecord {
                     d.violations.push(violation.clone());
                 }
             }
-            Collision { path, domains } => match self.collisions.iter_mut().find(|c| &c.path == path) {
-                Some(c) => c.domains = domains.clone(),
-                None => self.collisions.push(crate::record::Collision {
-                    path: path.clone(),
-                    domains: domains.clone(),
-                    at_ms: at,
-                }),
-            },
+            Collision { path, domains } => {
+                match self.collisions.iter_mut().find(|c| &c.path == path) {
+                    Some(c) => c.domains = domains.clone(),
+                    None => self.collisions.push(crate::record::Collision {
+                        path: path.clone(),
+                        domains: domains.clone(),
+                        at_ms: at,
+                    }),
+                }
+            }
             VerifyStarted { commit } => {
                 self.phase = crate::record::Phase::Verifying;
                 self.verify = Some(VerifyRecord {

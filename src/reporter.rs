@@ -145,7 +145,10 @@ pub fn describe(ev: &FarmEvent) -> Option<String> {
         Conflict { domain, paths } => {
             format!("{domain}: MERGE CONFLICT in {}", paths.join(", "))
         }
-        OwnershipViolation { domain, violation: v } => format!(
+        OwnershipViolation {
+            domain,
+            violation: v,
+        } => format!(
             "{domain}: OWNERSHIP {} {} {} ({}, {})",
             v.change,
             v.path,

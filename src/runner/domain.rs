@@ -12,8 +12,8 @@ use super::agent::{self, Vars};
 use super::process::{self, Cancel, CancelRx, ProcSpec};
 use super::stream::{Observation, StreamState};
 use crate::events::{AttemptEnd, DomainStatus, FarmEvent, Timed, now_ms};
-use crate::git;
 use crate::events::{Detected, Violation};
+use crate::git;
 use crate::ownership::{AuditChange, AuditKind, Finding, OwnershipMap};
 use crate::plan::{AgentConfig, CommandSpec, Domain, Policy};
 use crate::record::RunPaths;
@@ -534,7 +534,13 @@ async fn apply_policy(
     let summary = findings
         .iter()
         .take(3)
-        .map(|f| format!("{} ({})", f.path, f.owner.as_deref().unwrap_or("owned by nobody")))
+        .map(|f| {
+            format!(
+                "{} ({})",
+                f.path,
+                f.owner.as_deref().unwrap_or("owned by nobody")
+            )
+        })
         .collect::<Vec<_>>()
         .join(", ");
     let n = findings.len();
@@ -563,11 +569,16 @@ async fn apply_policy(
             let (keep2, patch2) = (keep.clone(), patch.clone());
             let res = blocking(move || {
                 let repo = git::open(&wt)?;
-                repo.reference(&keep2, tip, true, "agent-farm: changes dropped by the revert policy")
-                    .map_err(|source| git::GitError::Git {
-                        context: format!("cannot create {keep2}"),
-                        source,
-                    })?;
+                repo.reference(
+                    &keep2,
+                    tip,
+                    true,
+                    "agent-farm: changes dropped by the revert policy",
+                )
+                .map_err(|source| git::GitError::Git {
+                    context: format!("cannot create {keep2}"),
+                    source,
+                })?;
                 let text = git::patch_for(&repo, start, tip, &paths)?;
                 if let Some(d) = patch2.parent() {
                     let _ = std::fs::create_dir_all(d);
@@ -591,7 +602,9 @@ async fn apply_policy(
                         format!("reverted (kept in {keep} and {})", patch.display()),
                         (
                             None,
-                            Some(format!("{n} change(s) outside its domain dropped: {summary}")),
+                            Some(format!(
+                                "{n} change(s) outside its domain dropped: {summary}"
+                            )),
                         ),
                     )
                 }

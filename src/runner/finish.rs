@@ -436,7 +436,8 @@ pub fn cleanup_run(rec: &RunRecord, remove_worktrees: bool, force: bool) -> Vec<
         })
         .unwrap_or_default();
     for (refname, tip) in kept_refs {
-        if merged_into(tip) || force {
+        // A dropped-changes ref is history the user may want even though it is reachable.
+        if force || (merged_into(tip) && !refname.ends_with("/dropped")) {
             match repo.find_reference(&refname).and_then(|mut r| r.delete()) {
                 Ok(()) => out.push(FarmEvent::BranchDeleted { branch: refname }),
                 Err(e) => warn(&mut out, None, e.to_string()),

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
-use crate::events::{DomainStatus, FarmEvent, Timed, now_ms};
+use crate::events::{Detected, DomainStatus, FarmEvent, Timed, Violation, now_ms};
 use crate::git;
 use crate::plan::schedule;
 use crate::record::RunRecord;
@@ -36,6 +36,7 @@ pub struct Farm {
     /// it; every process agent-farm starts listens to it.
     cancel_tx: watch::Sender<Option<Cancel>>,
     cancel_rx: watch::Receiver<Option<Cancel>>,
+    ownership: Option<crate::ownership::OwnershipMap>,
 }
 
 impl Farm {
@@ -50,6 +51,7 @@ impl Farm {
             retries: None,
             cancel_tx,
             cancel_rx,
+            ownership: None,
         })
     }
 
@@ -390,7 +392,11 @@ impl Farm {
                         FarmEvent::DomainFinished { domain, .. } => Some(domain.clone()),
                         _ => None,
                     };
+                    let derived = self.ownership_signals(&t.event);
                     self.record_event(t);
+                    for ev in derived {
+                        self.emit(ev);
+                    }
                     if let Some(name) = finished {
                         running -= 1;
                         self.after_domain(&name).await;
@@ -437,6 +443,57 @@ impl Farm {
                 }),
             }
         }
+    }
+
+    /// Ownership facts an agent's own events reveal: a refused edit of another domain's path is
+    /// a prevented violation; a tool use naming a path outside the domain is an early warning.
+    fn ownership_signals(&mut self, ev: &FarmEvent) -> Vec<FarmEvent> {
+        let (domain, path, detected, action) = match ev {
+            FarmEvent::AgentRefused { domain, denial, .. } => {
+                (domain, denial.path.clone(), Detected::Prevented, "refused")
+            }
+            FarmEvent::AgentToolUse {
+                domain, tool, path, ..
+            } if matches!(
+                tool.as_str(),
+                "Write" | "Edit" | "MultiEdit" | "NotebookEdit"
+            ) =>
+            {
+                (domain, path.clone(), Detected::ToolUse, "reported")
+            }
+            _ => return Vec::new(),
+        };
+        let Some(path) = path else {
+            return Vec::new();
+        };
+        let Some(map) = self.ownership_map() else {
+            return Vec::new();
+        };
+        let class = if path.starts_with('/') {
+            crate::ownership::PathClass::Unowned
+        } else {
+            map.classify(domain, &path)
+        };
+        if !class.is_violation() {
+            return Vec::new();
+        }
+        vec![FarmEvent::OwnershipViolation {
+            domain: domain.clone(),
+            violation: Violation {
+                path,
+                owner: class.owner(),
+                change: "write".into(),
+                detected,
+                action: action.into(),
+            },
+        }]
+    }
+
+    fn ownership_map(&mut self) -> Option<&crate::ownership::OwnershipMap> {
+        if self.ownership.is_none() {
+            self.ownership = crate::ownership::OwnershipMap::for_plan(&self.record.plan).ok();
+        }
+        self.ownership.as_ref()
     }
 
     async fn after_domain(&mut self, name: &str) {
