@@ -264,6 +264,17 @@ pub enum FarmEvent {
     Conflict {
         domain: String,
         paths: Vec<String>,
+        /// Per path: who owns it and which domains changed it.
+        #[serde(default)]
+        facts: Vec<String>,
+    },
+    /// Before merging: these two branches (or a branch and the integration branch) would
+    /// conflict on `paths`.
+    ConflictPredicted {
+        domain: String,
+        with: String,
+        paths: Vec<String>,
+        facts: Vec<String>,
     },
     /// A change outside the domain's paths (live, prevented, or found at audit).
     OwnershipViolation {
@@ -341,6 +352,7 @@ impl FarmEvent {
             | DomainSkipped { domain, .. }
             | Merged { domain, .. }
             | Conflict { domain, .. }
+            | ConflictPredicted { domain, .. }
             | OwnershipViolation { domain, .. }
             | WorktreeRemoved { domain } => Some(domain),
             Warning { domain, .. } => domain.as_deref(),

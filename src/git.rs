@@ -608,6 +608,30 @@ pub fn merge_into_branch(
     }
 }
 
+/// The paths on which merging `a` and `b` would conflict (in memory; nothing is written).
+pub fn conflicts_between(repo: &Repository, a: Oid, b: Oid) -> Result<Vec<String>> {
+    let ac = repo.find_commit(a).ctx(|| format!("cannot read {a}"))?;
+    let bc = repo.find_commit(b).ctx(|| format!("cannot read {b}"))?;
+    let mut opts = MergeOptions::new();
+    opts.find_renames(true);
+    let index = repo
+        .merge_commits(&ac, &bc, Some(&opts))
+        .ctx(|| "cannot merge in memory".into())?;
+    if !index.has_conflicts() {
+        return Ok(Vec::new());
+    }
+    let mut paths: Vec<String> = index
+        .conflicts()
+        .ctx(|| "cannot list conflicts".into())?
+        .filter_map(|c| c.ok())
+        .filter_map(|c| c.our.or(c.their).or(c.ancestor))
+        .map(|e| String::from_utf8_lossy(&e.path).into_owned())
+        .collect();
+    paths.sort();
+    paths.dedup();
+    Ok(paths)
+}
+
 /// Create (without moving any ref) a merge commit of `ours` and `theirs`, or return the
 /// conflicting paths.
 pub fn merge_commits(

@@ -503,7 +503,8 @@ impl RunRecord {
                     self.integration_commit = Some(c.clone());
                 }
             }
-            Conflict { domain, paths } => {
+            ConflictPredicted { .. } => {}
+            Conflict { domain, paths, .. } => {
                 if let Some(d) = self.domains.get_mut(domain) {
                     d.status = DomainStatus::Conflicted;
                     d.conflict_paths = paths.clone();

@@ -142,8 +142,31 @@ pub fn describe(ev: &FarmEvent) -> Option<String> {
             ),
             None => format!("{domain}: nothing to merge"),
         },
-        Conflict { domain, paths } => {
-            format!("{domain}: MERGE CONFLICT in {}", paths.join(", "))
+        Conflict {
+            domain,
+            paths,
+            facts,
+        } => {
+            let mut s = format!("{domain}: MERGE CONFLICT in {}", paths.join(", "));
+            for f in facts {
+                s.push_str(&format!("\n    {f}"));
+            }
+            s
+        }
+        ConflictPredicted {
+            domain,
+            with,
+            paths,
+            facts,
+        } => {
+            let mut s = format!(
+                "{domain}: would conflict with {with} on {}",
+                paths.join(", ")
+            );
+            for f in facts {
+                s.push_str(&format!("\n    {f}"));
+            }
+            s
         }
         OwnershipViolation {
             domain,

@@ -277,3 +277,46 @@ fn real_claude_is_refused_edits_into_another_domain() {
     );
     let _ = Duration::ZERO;
 }
+
+#[test]
+fn conflicts_are_predicted_before_merging_with_ownership_facts() {
+    let repo = TestRepo::new();
+    repo.write_plan(&sim_plan(
+        "ownership:\n  shared: [README.md]\n",
+        &[
+            domain("one", "one/**", "write one/x 1\nwrite README.md # one", ""),
+            domain("two", "two/**", "write two/x 1\nwrite README.md # two", ""),
+            domain("three", "three/**", "write three/x 1", ""),
+        ]
+        .concat(),
+    ));
+    repo.farm(&["run", "--no-merge", "--progress", "none"])
+        .expect(0);
+    let merge = repo.farm(&["merge", "--progress", "plain"]);
+    merge.expect(7);
+    let predicted: Vec<Value> = repo
+        .events()
+        .into_iter()
+        .filter(|e| e["event"] == "conflict_predicted")
+        .collect();
+    assert_eq!(predicted.len(), 1, "{predicted:?}");
+    assert_eq!(predicted[0]["domain"], "one");
+    assert_eq!(predicted[0]["with"], "two");
+    assert_eq!(predicted[0]["paths"], serde_json::json!(["README.md"]));
+    assert_eq!(
+        predicted[0]["facts"],
+        serde_json::json!(["README.md: shared; changed by one and two"])
+    );
+    assert!(
+        merge
+            .stderr
+            .contains("would conflict with two on README.md"),
+        "{}",
+        merge.stderr
+    );
+    let rec = repo.record();
+    assert_eq!(rec["domains"]["one"]["status"], "merged");
+    assert_eq!(rec["domains"]["two"]["status"], "conflicted");
+    assert_eq!(rec["domains"]["three"]["status"], "merged");
+    repo.assert_matches_report();
+}

@@ -19,6 +19,7 @@ impl Farm {
         self.emit(FarmEvent::Phase {
             phase: Phase::Merging,
         });
+        self.predict_conflicts().await;
         for name in schedule::merge_order(&self.record.plan.domains) {
             let Some(d) = self.record.domain(&name) else {
                 continue;
@@ -41,6 +42,75 @@ impl Farm {
                 }),
                 None => self.merge_domain(&name).await,
             }
+        }
+    }
+
+    /// Before merging several finished branches: which would conflict with the integration
+    /// branch or with each other (in-memory merges, no checkout), with the ownership facts.
+    async fn predict_conflicts(&mut self) {
+        let candidates: Vec<(String, String)> = schedule::merge_order(&self.record.plan.domains)
+            .into_iter()
+            .filter_map(|n| {
+                let d = self.record.domain(&n)?;
+                (d.status == DomainStatus::Succeeded)
+                    .then(|| d.head.clone().map(|h| (n, h)))
+                    .flatten()
+            })
+            .collect();
+        if candidates.is_empty() {
+            return;
+        }
+        let (repo_dir, integration) = (
+            self.record.repo.clone(),
+            self.record.integration_branch.clone(),
+        );
+        let found = tokio::task::spawn_blocking(
+            move || -> Result<Vec<(String, String, Vec<String>)>, git::GitError> {
+                let repo = git::open(&repo_dir)?;
+                let tip = git::branch_tip(&repo, &integration);
+                let heads: Vec<(String, git2::Oid)> = candidates
+                    .iter()
+                    .filter_map(|(n, h)| Some((n.clone(), h.parse().ok()?)))
+                    .collect();
+                let mut out = Vec::new();
+                for (i, (a, ha)) in heads.iter().enumerate() {
+                    if let Some(t) = tip {
+                        let p = git::conflicts_between(&repo, t, *ha)?;
+                        if !p.is_empty() {
+                            out.push((a.clone(), integration.clone(), p));
+                        }
+                    }
+                    for (b, hb) in heads.iter().skip(i + 1) {
+                        let p = git::conflicts_between(&repo, *ha, *hb)?;
+                        if !p.is_empty() {
+                            out.push((a.clone(), b.clone(), p));
+                        }
+                    }
+                }
+                Ok(out)
+            },
+        )
+        .await;
+        match found {
+            Ok(Ok(found)) => {
+                for (domain, with, paths) in found {
+                    let facts = self.conflict_facts(&paths);
+                    self.emit(FarmEvent::ConflictPredicted {
+                        domain,
+                        with,
+                        paths,
+                        facts,
+                    });
+                }
+            }
+            Ok(Err(e)) => self.emit(FarmEvent::Warning {
+                domain: None,
+                message: format!("conflict prediction failed: {e}"),
+            }),
+            Err(e) => self.emit(FarmEvent::Warning {
+                domain: None,
+                message: format!("conflict prediction failed: {e}"),
+            }),
         }
     }
 

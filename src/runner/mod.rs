@@ -326,10 +326,14 @@ impl Farm {
                 domain: name.to_string(),
                 commit: None,
             }),
-            Ok(Ok(git::MergeOutcome::Conflict(paths))) => self.emit(FarmEvent::Conflict {
-                domain: name.to_string(),
-                paths,
-            }),
+            Ok(Ok(git::MergeOutcome::Conflict(paths))) => {
+                let facts = self.conflict_facts(&paths);
+                self.emit(FarmEvent::Conflict {
+                    domain: name.to_string(),
+                    paths,
+                    facts,
+                })
+            }
             Ok(Err(e)) => self.emit(FarmEvent::Warning {
                 domain: Some(name.to_string()),
                 message: format!("merge failed: {e}"),
@@ -487,6 +491,42 @@ impl Farm {
                 action: action.into(),
             },
         }]
+    }
+
+    /// For each conflicting path: who owns it and which domains of this run changed it.
+    pub fn conflict_facts(&mut self, paths: &[String]) -> Vec<String> {
+        let changed_by = |p: &String| -> Vec<String> {
+            self.record
+                .domains
+                .values()
+                .filter(|d| d.files.contains(p))
+                .map(|d| d.name.clone())
+                .collect()
+        };
+        let by: Vec<Vec<String>> = paths.iter().map(changed_by).collect();
+        let Some(map) = self.ownership_map() else {
+            return Vec::new();
+        };
+        paths
+            .iter()
+            .zip(by)
+            .map(|(p, by)| {
+                let owner = match map.classify("", p) {
+                    crate::ownership::PathClass::Other { owners } => {
+                        format!("owned by {}", owners.join(", "))
+                    }
+                    crate::ownership::PathClass::Shared => "shared".to_string(),
+                    crate::ownership::PathClass::Ignored => "ignored for ownership".to_string(),
+                    _ => "owned by no domain".to_string(),
+                };
+                let by = if by.is_empty() {
+                    "changed on the integration branch".to_string()
+                } else {
+                    format!("changed by {}", by.join(" and "))
+                };
+                format!("{p}: {owner}; {by}")
+            })
+            .collect()
     }
 
     fn ownership_map(&mut self) -> Option<&crate::ownership::OwnershipMap> {
