@@ -320,3 +320,160 @@ fn conflicts_are_predicted_before_merging_with_ownership_facts() {
     assert_eq!(rec["domains"]["three"]["status"], "merged");
     repo.assert_matches_report();
 }
+
+/// The run's events so far (the run is still going).
+fn live_events(repo: &TestRepo) -> Vec<Value> {
+    let Some(id) = repo.run_ids().pop() else {
+        return Vec::new();
+    };
+    let path = repo
+        .common_dir()
+        .join("agent-farm/runs")
+        .join(id)
+        .join("events.jsonl");
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+fn run_until_event(
+    repo: &TestRepo,
+    env: &[(&str, &str)],
+    wanted: impl Fn(&Value) -> bool,
+) -> (Value, Run) {
+    let mut cmd = repo.farm_cmd(&repo.root, &["run", "--progress", "plain"]);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut found = None;
+    wait_until("the live event", Duration::from_secs(30), || {
+        found = live_events(repo).into_iter().find(|e| wanted(e));
+        found.is_some()
+    });
+    // Only now may the agents finish: the event was reported while they were running.
+    std::fs::write(repo.scratch.join("go"), "").unwrap();
+    let out = Run::from(child.wait_with_output().unwrap());
+    (found.unwrap(), out)
+}
+
+fn attempt_end(rec: &Value, domain: &str) -> u64 {
+    rec["domains"][domain]["attempts"][0]["ended_ms"]
+        .as_u64()
+        .unwrap()
+}
+
+fn shell_write_outside(repo: &TestRepo, env: &[(&str, &str)]) {
+    let s = repo.scratch.display().to_string();
+    repo.write_plan(&sim_plan(
+        "ownership:\n  policy: warn\n",
+        &two_domains(&format!(
+            "write src/api/a.rs 1\nwrite src/ui/index.html written by api's shell\nwait-for {s}/go 30s"
+        )),
+    ));
+    let (ev, out) = run_until_event(repo, env, |e| {
+        e["event"] == "ownership_violation" && e["violation"]["detected"] == "live"
+    });
+    out.expect(0);
+    assert_eq!(ev["domain"], "api");
+    assert_eq!(ev["violation"]["path"], "src/ui/index.html");
+    assert_eq!(ev["violation"]["owner"], "ui");
+    let rec = repo.record();
+    assert!(
+        ev["at_ms"].as_u64().unwrap() <= attempt_end(&rec, "api"),
+        "reported before the agent ended"
+    );
+    // The audit finds it too, authoritatively.
+    assert!(
+        violations(&rec, "api")
+            .iter()
+            .any(|v| v["detected"] == "audit")
+    );
+    assert!(out.stderr.contains("OWNERSHIP"), "{}", out.stderr);
+}
+
+#[test]
+fn a_shell_write_outside_the_domain_is_caught_live() {
+    let repo = TestRepo::new();
+    shell_write_outside(&repo, &[]);
+}
+
+#[test]
+fn polling_fallback_still_catches_it_and_says_so_once() {
+    let repo = TestRepo::new();
+    shell_write_outside(&repo, &[("AGENT_FARM_WATCH", "poll")]);
+    let warnings: Vec<Value> = repo
+        .events()
+        .into_iter()
+        .filter(|e| e["event"] == "warning" && e["message"].as_str().unwrap().contains("polled"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+}
+
+#[test]
+fn two_agents_touching_one_file_are_reported_live() {
+    let repo = TestRepo::with_files(&[("CHANGELOG.md", "# changes\n"), ("src/api/mod.rs", "")]);
+    let s = repo.scratch.display().to_string();
+    repo.write_plan(&sim_plan(
+        "ownership:\n  shared: [CHANGELOG.md]\n",
+        &[
+            domain(
+                "api",
+                "src/api/**",
+                &format!("append CHANGELOG.md - api\nwait-for {s}/go 30s"),
+                "",
+            ),
+            domain(
+                "ui",
+                "src/ui/**",
+                &format!("append CHANGELOG.md - ui\nwait-for {s}/go 30s"),
+                "",
+            ),
+        ]
+        .concat(),
+    ));
+    let (ev, _out) = run_until_event(&repo, &[], |e| e["event"] == "collision");
+    assert_eq!(ev["path"], "CHANGELOG.md");
+    assert_eq!(ev["domains"], serde_json::json!(["api", "ui"]));
+    let rec = repo.record();
+    let at = ev["at_ms"].as_u64().unwrap();
+    assert!(
+        at <= attempt_end(&rec, "api") && at <= attempt_end(&rec, "ui"),
+        "before either finished"
+    );
+    assert_eq!(rec["collisions"][0]["path"], "CHANGELOG.md");
+}
+
+#[test]
+fn stop_on_violation_terminates_the_agent() {
+    let repo = TestRepo::new();
+    let s = repo.scratch.display().to_string();
+    repo.write_plan(&sim_plan(
+        "ownership:\n  stop_on_violation: true\n",
+        &two_domains(&format!(
+            "pid-file {s}/api.pid\nwrite src/ui/index.html no\nhang"
+        )),
+    ));
+    repo.farm(&["run", "--progress", "plain"]).expect(6);
+    let rec = repo.record();
+    assert_eq!(rec["domains"]["api"]["status"], "cancelled");
+    assert!(
+        rec["domains"]["api"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("ownership violation")
+    );
+    assert!(
+        violations(&rec, "api")
+            .iter()
+            .any(|v| v["action"] == "stopped")
+    );
+    assert!(!process_alive(read_pid(&repo.scratch.join("api.pid"))));
+    assert_eq!(rec["domains"]["ui"]["status"], "merged");
+}

@@ -38,7 +38,12 @@ pub struct DomainJob {
     pub self_exe: PathBuf,
     pub ownership: OwnershipMap,
     pub policy: Policy,
+    /// Live watching: the run's watcher, and where to say how this worktree is watched.
+    pub watch: Option<(std::sync::Arc<crate::watch::Watcher>, WatchAdded)>,
 }
+
+/// How a worktree ended up being watched, reported to the dispatcher.
+pub type WatchAdded = mpsc::Sender<(String, Result<crate::watch::Mode, String>)>;
 
 struct Emitter {
     tx: mpsc::Sender<Timed>,
@@ -143,6 +148,14 @@ pub async fn run(job: DomainJob, tx: mpsc::Sender<Timed>, mut cancel: CancelRx) 
         em.send(finish(DomainStatus::Failed, Some(format!("worktree: {e}"))))
             .await;
         return;
+    }
+    // Watch the worktree before anything runs in it, so that no early write goes unseen.
+    if let Some((watcher, added)) = &job.watch {
+        let mode = watcher
+            .add(&name, &job.worktree)
+            .await
+            .map_err(|e| e.to_string());
+        let _ = added.send((name.clone(), mode)).await;
     }
     em.send(FarmEvent::WorktreeReady {
         domain: name.clone(),

@@ -37,6 +37,20 @@ pub struct Farm {
     cancel_tx: watch::Sender<Option<Cancel>>,
     cancel_rx: watch::Receiver<Option<Cancel>>,
     ownership: Option<crate::ownership::OwnershipMap>,
+    domain_cancels: std::collections::BTreeMap<String, watch::Sender<Option<Cancel>>>,
+}
+
+/// How long file changes are collected before a batch is classified.
+const WATCH_DEBOUNCE: Duration = Duration::from_millis(100);
+
+/// What live watching has seen so far in this run.
+#[derive(Default)]
+struct LiveOwnership {
+    /// path → domains that changed it.
+    touched: std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
+    /// Domains stopped for a violation.
+    stopped: BTreeSet<String>,
+    fallback_reported: bool,
 }
 
 impl Farm {
@@ -52,6 +66,7 @@ impl Farm {
             cancel_tx,
             cancel_rx,
             ownership: None,
+            domain_cancels: Default::default(),
         })
     }
 
@@ -131,6 +146,24 @@ impl Farm {
                 }));
             }
         });
+    }
+
+    /// A cancellation channel for one domain: it follows the run's, and can also stop just
+    /// this domain (ownership `stop_on_violation`).
+    fn domain_cancel(&mut self, name: &str) -> process::CancelRx {
+        let (tx, rx) = watch::channel(self.cancel_rx.borrow().clone());
+        let mut run_rx = self.cancel_rx.clone();
+        let forward = tx.clone();
+        tokio::spawn(async move {
+            while run_rx.changed().await.is_ok() {
+                let c = run_rx.borrow_and_update().clone();
+                if c.is_some() && forward.send(c).is_err() {
+                    break;
+                }
+            }
+        });
+        self.domain_cancels.insert(name.to_string(), tx);
+        rx
     }
 
     /// Ask every running process to stop (fail-fast, deadline).
@@ -275,6 +308,7 @@ impl Farm {
             copy: rec.plan.copy.clone(),
             setup,
             self_exe: self.self_exe.clone(),
+            watch: None,
         })
     }
 
@@ -348,6 +382,12 @@ impl Farm {
     /// Run every domain of the plan. Returns when no domain is running and none can start.
     pub async fn dispatch(&mut self) {
         let (tx, mut rx) = mpsc::channel::<Timed>(1024);
+        // Live ownership watching: batches of changed paths, debounced, on a bounded channel.
+        let (watch_tx, mut watch_rx) = mpsc::channel::<Vec<crate::watch::Change>>(64);
+        let (added_tx, mut added_rx) =
+            mpsc::channel::<(String, Result<crate::watch::Mode, String>)>(64);
+        let watcher = std::sync::Arc::new(crate::watch::Watcher::start(watch_tx, WATCH_DEBOUNCE));
+        let mut live = LiveOwnership::default();
         let mut cancel_rx = self.cancel_rx.clone();
         let jobs = self.record.options.jobs.max(1);
         let mut running = 0usize;
@@ -366,16 +406,18 @@ impl Farm {
                     }
                     match self.start_commit(&name).await {
                         Ok(start) => {
-                            let Some(job) = self.job_for(&name, start) else {
+                            let Some(mut job) = self.job_for(&name, start) else {
                                 continue;
                             };
+                            job.watch = Some((watcher.clone(), added_tx.clone()));
                             // Mark it so `ready` does not offer it again before its first event.
                             self.emit(FarmEvent::DomainPreparing {
                                 domain: name.clone(),
                                 start_commit: start.to_string(),
                             });
                             running += 1;
-                            spawn_domain(job, tx.clone(), self.cancel_rx.clone());
+                            let cancel = self.domain_cancel(&name);
+                            spawn_domain(job, tx.clone(), cancel);
                         }
                         Err(reason) => {
                             self.emit(FarmEvent::DomainSkipped {
@@ -402,6 +444,7 @@ impl Farm {
                         self.emit(ev);
                     }
                     if let Some(name) = finished {
+                        watcher.remove(&name);
                         running -= 1;
                         self.after_domain(&name).await;
                     }
@@ -417,6 +460,25 @@ impl Farm {
                 }
                 // A cancellation (signal) arrived: loop to record it and stop launching.
                 Ok(()) = cancel_rx.changed() => {}
+                Some(batch) = watch_rx.recv() => self.on_changes(batch, &mut live),
+                Some((domain, mode)) = added_rx.recv() => match mode {
+                    Ok(crate::watch::Mode::Notify) => {}
+                    Ok(crate::watch::Mode::Poll { reason }) => {
+                        if !live.fallback_reported {
+                            live.fallback_reported = true;
+                            self.emit(FarmEvent::Warning {
+                                domain: Some(domain),
+                                message: format!(
+                                    "file notifications unavailable ({reason}); worktrees are polled with git status instead (said once per run)"
+                                ),
+                            });
+                        }
+                    }
+                    Err(e) => self.emit(FarmEvent::Warning {
+                        domain: Some(domain),
+                        message: format!("not watched live ({e}); the audit before merge still checks every change"),
+                    }),
+                },
             }
         }
 
@@ -491,6 +553,84 @@ impl Farm {
                 action: action.into(),
             },
         }]
+    }
+
+    /// Classify a batch of live changes: out-of-domain writes and collisions are reported the
+    /// moment they are seen; with `stop_on_violation` the offending agent is stopped.
+    fn on_changes(&mut self, batch: Vec<crate::watch::Change>, live: &mut LiveOwnership) {
+        use crate::watch::ChangeKind;
+        let stop = self.record.plan.ownership.stop_on_violation;
+        for c in batch {
+            if c.kind == ChangeKind::Overflow {
+                self.emit(FarmEvent::Warning {
+                    domain: Some(c.domain),
+                    message: "too many changes at once to follow live; the audit before merge checks them all".into(),
+                });
+                continue;
+            }
+            // Only what happens while an agent runs is the agent's doing: not setup before it,
+            // nor commits, reverts or verify after it.
+            let during_agent = self
+                .record
+                .domain(&c.domain)
+                .and_then(|d| d.attempts.last())
+                .is_some_and(|a| {
+                    a.started_ms <= c.at_ms && a.ended_ms.is_none_or(|e| c.at_ms <= e)
+                });
+            if !during_agent {
+                continue;
+            }
+            let Some(map) = self.ownership_map() else {
+                return;
+            };
+            let class = map.classify(&c.domain, &c.path);
+            if class == crate::ownership::PathClass::Ignored {
+                continue;
+            }
+            let touched = live.touched.entry(c.path.clone()).or_default();
+            if touched.insert(c.domain.clone()) && touched.len() > 1 {
+                let domains: Vec<String> = touched.iter().cloned().collect();
+                self.emit(FarmEvent::Collision {
+                    path: c.path.clone(),
+                    domains,
+                });
+            }
+            if !class.is_violation() {
+                continue;
+            }
+            let change = match &c.kind {
+                ChangeKind::Created => "created".to_string(),
+                ChangeKind::Modified => "modified".to_string(),
+                ChangeKind::Removed => "deleted".to_string(),
+                ChangeKind::Renamed { from } => format!("renamed from {from}"),
+                ChangeKind::Overflow => continue,
+            };
+            let stopping = stop && live.stopped.insert(c.domain.clone());
+            self.emit(FarmEvent::OwnershipViolation {
+                domain: c.domain.clone(),
+                violation: Violation {
+                    path: c.path.clone(),
+                    owner: class.owner(),
+                    change,
+                    detected: Detected::Live,
+                    action: if stopping { "stopped" } else { "reported" }.into(),
+                },
+            });
+            if stopping && let Some(tx) = self.domain_cancels.get(&c.domain) {
+                let _ = tx.send(Some(Cancel {
+                    reason: format!(
+                        "stopped at its first ownership violation ({} {})",
+                        c.path,
+                        class
+                            .owner()
+                            .map(|o| format!("owned by {o}"))
+                            .unwrap_or_else(|| "owned by no domain".into())
+                    ),
+                    immediate: false,
+                    interrupt: false,
+                }));
+            }
+        }
     }
 
     /// For each conflicting path: who owns it and which domains of this run changed it.
