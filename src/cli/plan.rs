@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::error::PlanError;
-use crate::ownership::OwnershipMap;
 use crate::plan::{self, schedule};
 use crate::record;
 
@@ -57,28 +56,16 @@ pub fn run(cwd: &Path, args: Args) -> anyhow::Result<i32> {
     if let (Some(info), Some(base)) = (&repo, &base) {
         let r = crate::git::open(&info.workdir)?;
         if let Some(commit) = crate::git::resolve_commit(&r, base) {
-            let problems = super::run::overlap_problems(&plan, &r, commit)?;
-            if !problems.is_empty() {
-                return Err(PlanError::Invalid { path, problems }.into());
-            }
-            let files = crate::git::tree_paths(&r, commit)?;
-            if let Ok(map) = OwnershipMap::new(&plan.domains) {
-                let per: Vec<usize> = plan
-                    .domains
-                    .iter()
-                    .map(|d| files.iter().filter(|f| map.owns(&d.name, f)).count())
-                    .collect();
-                let unowned = files.iter().filter(|f| map.owners(f).is_empty()).count();
-                for (d, n) in plan.domains.iter().zip(&per) {
-                    if *n == 0 {
-                        warnings.push(format!(
-                            "domain `{}`: its globs match no file at {base} (fine if it only creates files)",
-                            d.name
-                        ));
-                    }
+            let at_base = super::run::ownership_at_base(&plan, &r, commit, base)?;
+            if !at_base.problems.is_empty() {
+                return Err(PlanError::Invalid {
+                    path,
+                    problems: at_base.problems,
                 }
-                counts = Some((per, unowned));
+                .into());
             }
+            warnings.extend(at_base.warnings);
+            counts = Some((at_base.per_domain, at_base.unowned));
         } else {
             warnings.push(format!("base `{base}` not found in this repository"));
         }

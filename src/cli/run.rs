@@ -81,16 +81,31 @@ pub fn plan_path(repo: Option<&RepoInfo>, cwd: &Path, file: Option<&Path>) -> Pa
 }
 
 /// Ownership overlaps between domains on files that exist at `commit`.
-pub fn overlap_problems(
+/// What the plan's ownership means for the files at base: overlaps (errors), files owned per
+/// domain, files owned by nobody, and domains whose globs match nothing (warnings).
+pub struct OwnershipAtBase {
+    pub problems: Vec<Problem>,
+    pub per_domain: Vec<usize>,
+    pub unowned: usize,
+    pub warnings: Vec<String>,
+}
+
+pub fn ownership_at_base(
     plan: &Plan,
     repo: &git2::Repository,
     commit: git2::Oid,
-) -> Result<Vec<Problem>, git::GitError> {
-    let Ok(map) = OwnershipMap::new(&plan.domains) else {
-        return Ok(Vec::new());
-    };
+    base: &str,
+) -> Result<OwnershipAtBase, git::GitError> {
     let files = git::tree_paths(repo, commit)?;
-    Ok(map
+    let Ok(map) = OwnershipMap::new(&plan.domains) else {
+        return Ok(OwnershipAtBase {
+            problems: Vec::new(),
+            per_domain: vec![0; plan.domains.len()],
+            unowned: files.len(),
+            warnings: Vec::new(),
+        });
+    };
+    let problems = map
         .overlaps_in(files.iter().map(String::as_str))
         .into_iter()
         .map(|(a, b, examples)| Problem {
@@ -102,7 +117,31 @@ pub fn overlap_problems(
                 examples.join(", ")
             ),
         })
-        .collect())
+        .collect();
+    let per_domain: Vec<usize> = plan
+        .domains
+        .iter()
+        .map(|d| files.iter().filter(|f| map.owns(&d.name, f)).count())
+        .collect();
+    let unowned = files.iter().filter(|f| map.owners(f).is_empty()).count();
+    let warnings = plan
+        .domains
+        .iter()
+        .zip(&per_domain)
+        .filter(|(_, n)| **n == 0)
+        .map(|(d, _)| {
+            format!(
+                "domain `{}`: its globs match no file at {base} (fine if it only creates files)",
+                d.name
+            )
+        })
+        .collect();
+    Ok(OwnershipAtBase {
+        problems,
+        per_domain,
+        unowned,
+        warnings,
+    })
 }
 
 /// Check everything that can be checked before anything is created.
@@ -150,14 +189,15 @@ pub fn preflight(cwd: &Path, args: &Args) -> anyhow::Result<Prepared> {
             PreflightError::Other(format!("`into` is not a valid branch name: {into}")).into(),
         );
     }
-    let problems = overlap_problems(&plan, &repo, base_commit)?;
-    if !problems.is_empty() {
+    let at_base = ownership_at_base(&plan, &repo, base_commit, &base)?;
+    if !at_base.problems.is_empty() {
         return Err(PlanError::Invalid {
             path: plan.source.clone(),
-            problems,
+            problems: at_base.problems,
         }
         .into());
     }
+    let mut warnings = at_base.warnings;
     // The agent program must be resolvable before any worktree exists.
     let program = agent::program(&plan.agent, &agent::self_exe());
     if crate::runner::process::resolve_program(&program, &repo_info.workdir).is_none() {
@@ -188,7 +228,6 @@ pub fn preflight(cwd: &Path, args: &Args) -> anyhow::Result<Prepared> {
         }
         .into());
     }
-    let mut warnings = Vec::new();
     if let Some(wt) = git::checked_out_at(&repo, &into) {
         let dirty = git::dirty_paths(&wt)?;
         if !dirty.is_empty() {
