@@ -192,6 +192,9 @@ pub enum FarmEvent {
         domain: String,
         attempt: u32,
         pid: u32,
+        /// When the process was spawned (the event itself is sent a moment later).
+        #[serde(default)]
+        spawned_ms: u64,
     },
     AgentFinished {
         domain: String,

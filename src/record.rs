@@ -368,13 +368,14 @@ impl RunRecord {
                 domain,
                 attempt,
                 pid,
+                spawned_ms,
             } => {
                 if let Some(d) = self.domains.get_mut(domain) {
                     d.status = DomainStatus::Running;
                     d.attempts.push(Attempt {
                         number: *attempt,
                         pid: Some(*pid),
-                        started_ms: at,
+                        started_ms: if *spawned_ms > 0 { *spawned_ms } else { at },
                         ended_ms: None,
                         end: None,
                         usage: None,

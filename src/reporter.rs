@@ -46,6 +46,7 @@ pub fn describe(ev: &FarmEvent) -> Option<String> {
             domain,
             attempt,
             pid,
+            ..
         } => {
             format!("{domain}: agent started (attempt {attempt}, pid {pid})")
         }

@@ -226,6 +226,7 @@ pub async fn run(job: DomainJob, tx: mpsc::Sender<Timed>, mut cancel: CancelRx) 
             drop(line_tx);
         }
         let mut c2 = cancel.clone();
+        let spawned_ms = now_ms();
         let run = tokio::spawn(async move {
             process::run(
                 &spec,
@@ -241,6 +242,7 @@ pub async fn run(job: DomainJob, tx: mpsc::Sender<Timed>, mut cancel: CancelRx) 
                 domain: name.clone(),
                 attempt,
                 pid,
+                spawned_ms,
             })
             .await;
         }
