@@ -331,6 +331,15 @@ pub enum FarmEvent {
     },
     /// `agent-farm merge` took the run over to (re)do its merge step.
     MergeRequested,
+    /// `agent-farm resume` took the run over (process `pid`).
+    Resumed {
+        pid: u32,
+    },
+    /// A domain that had not finished goes back to pending, to run again on its branch.
+    DomainReset {
+        domain: String,
+        reason: String,
+    },
     RunFinished {
         exit_code: i32,
     },
@@ -357,6 +366,7 @@ impl FarmEvent {
             | Conflict { domain, .. }
             | ConflictPredicted { domain, .. }
             | OwnershipViolation { domain, .. }
+            | DomainReset { domain, .. }
             | WorktreeRemoved { domain } => Some(domain),
             Warning { domain, .. } => domain.as_deref(),
             _ => None,

@@ -600,6 +600,22 @@ impl RunRecord {
                     self.phase = *phase;
                 }
             }
+            Resumed { pid } => {
+                self.pid = *pid;
+                self.interrupted = None;
+                self.exit_code = None;
+                self.finished_ms = None;
+                self.land = None;
+                self.verify = None;
+                self.phase = crate::record::Phase::Running;
+            }
+            DomainReset { domain, .. } => {
+                if let Some(d) = self.domains.get_mut(domain) {
+                    d.status = DomainStatus::Pending;
+                    d.reason = None;
+                    d.ended_ms = None;
+                }
+            }
             MergeRequested => {
                 self.options.no_merge = false;
                 self.interrupted = None;

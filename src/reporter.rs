@@ -226,6 +226,8 @@ pub fn describe(ev: &FarmEvent) -> Option<String> {
                 "interrupted ({reason}): stopping agents and committing their work; press Ctrl-C again to kill at once"
             )
         }
+        Resumed { pid } => format!("resuming the run in process {pid}"),
+        DomainReset { domain, reason } => format!("{domain}: will run again ({reason})"),
         Phase { .. } | MergeRequested | RunFinished { .. } => return None,
     })
 }

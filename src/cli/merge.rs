@@ -4,7 +4,6 @@ use std::path::Path;
 
 use crate::error::PreflightError;
 use crate::events::FarmEvent;
-use crate::git;
 use crate::lock::RunLock;
 use crate::runner::Farm;
 
@@ -28,18 +27,12 @@ pub fn run(cwd: &Path, args: Args) -> anyhow::Result<i32> {
     let _lock = RunLock::acquire(&rec.paths().lock(), &rec.run_id)?;
     if let Some(d) = rec.domains.values().find(|d| !d.status.is_terminal()) {
         return Err(PreflightError::Other(format!(
-            "run {} is not finished: domain `{}` is {} (its process may have died; resume is not available yet, run `agent-farm clean {}` to remove it)",
+            "run {} is not finished: domain `{}` is {}; continue it with `agent-farm resume {}`",
             rec.run_id, d.name, d.status, rec.run_id
         ))
         .into());
     }
-    {
-        let repo = git::open(&rec.repo)?;
-        if !git::branch_exists(&repo, &rec.integration_branch) {
-            let base = rec.base_commit.parse()?;
-            git::create_branch(&repo, &rec.integration_branch, base)?;
-        }
-    }
+    crate::runner::finish::ensure_integration(&rec)?;
     let mut farm = Farm::new(rec, super::run::reporters(args.progress))?;
     farm.emit(FarmEvent::MergeRequested);
     let rt = super::run::runtime()?;

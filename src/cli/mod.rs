@@ -7,6 +7,7 @@ pub mod init;
 pub mod logs;
 pub mod merge;
 pub mod plan;
+pub mod resume;
 pub mod run;
 pub mod status;
 
@@ -43,6 +44,8 @@ pub enum Command {
     Logs(logs::Args),
     /// (Re)do the merge step of a run: merge its finished domains, verify, land, clean up.
     Merge(merge::Args),
+    /// Continue a run that was interrupted or whose process died.
+    Resume(resume::Args),
     /// Remove a run's worktrees and merged branches; never unmerged work unless --force.
     Clean(clean::Args),
     /// Run a self-contained demo with the simulated agent in a temporary repository.
@@ -68,6 +71,7 @@ pub fn main(cli: Cli) -> anyhow::Result<i32> {
         Command::Logs(a) => logs::run(&cwd, a),
         Command::Merge(a) => merge::run(&cwd, a),
         Command::Clean(a) => clean::run(&cwd, a),
+        Command::Resume(a) => resume::run(&cwd, a),
         Command::Demo(a) => demo::run(a),
         Command::SimAgent { prompt } => Ok(crate::sim::run(&prompt)),
     }

@@ -400,8 +400,8 @@ pub fn conclude(farm: &mut Farm, json: bool) -> i32 {
         print!("{}", report.render());
         if farm.record.interrupted.is_some() {
             println!(
-                "partial work is committed on the kept branches; merge what finished with `agent-farm merge {}`, or remove everything with `agent-farm clean {} --force`",
-                farm.record.run_id, farm.record.run_id
+                "partial work is committed on the kept branches; continue with `agent-farm resume {}`, merge only what finished with `agent-farm merge {}`, or remove everything with `agent-farm clean {} --force`",
+                farm.record.run_id, farm.record.run_id, farm.record.run_id
             );
         } else if farm.record.options.no_merge {
             println!(

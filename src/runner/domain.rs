@@ -38,6 +38,10 @@ pub struct DomainJob {
     pub self_exe: PathBuf,
     pub ownership: OwnershipMap,
     pub policy: Policy,
+    /// Continue a domain of an interrupted run: its branch (and maybe worktree) exist already.
+    pub resume: bool,
+    /// Number of the first attempt this job makes (attempts of earlier runs come before).
+    pub first_attempt: u32,
     /// Live watching: the run's watcher, and where to say how this worktree is watched.
     pub watch: Option<(std::sync::Arc<crate::watch::Watcher>, WatchAdded)>,
 }
@@ -96,14 +100,30 @@ async fn blocking<T: Send + 'static>(
 
 fn prepare_worktree(job: &DomainJob) -> Result<(), git::GitError> {
     let repo = git::open(&job.repo_dir)?;
-    if git::branch_exists(&repo, &job.branch) {
-        return Err(git::GitError::Other(format!(
-            "branch {} already exists",
-            job.branch
-        )));
+    if job.resume && git::branch_exists(&repo, &job.branch) {
+        // Resuming: continue on the domain's branch, in its worktree when that survived.
+        let usable = job.worktree.join(".git").exists()
+            && git::open(&job.worktree).is_ok_and(|r| {
+                r.head()
+                    .ok()
+                    .and_then(|h| h.shorthand().ok().map(str::to_owned))
+                    .is_some_and(|b| b == job.branch)
+            });
+        if usable {
+            return Ok(());
+        }
+        git::remove_worktree(&repo, &job.worktree_admin, &job.worktree)?;
+        git::add_worktree(&repo, &job.worktree_admin, &job.worktree, &job.branch)?;
+    } else {
+        if git::branch_exists(&repo, &job.branch) {
+            return Err(git::GitError::Other(format!(
+                "branch {} already exists",
+                job.branch
+            )));
+        }
+        git::create_branch(&repo, &job.branch, job.start_commit)?;
+        git::add_worktree(&repo, &job.worktree_admin, &job.worktree, &job.branch)?;
     }
-    git::create_branch(&repo, &job.branch, job.start_commit)?;
-    git::add_worktree(&repo, &job.worktree_admin, &job.worktree, &job.branch)?;
     for rel in &job.copy {
         let from = job.repo_dir.join(rel);
         let to = job.worktree.join(rel);
@@ -211,7 +231,7 @@ pub async fn run(job: DomainJob, tx: mpsc::Sender<Timed>, mut cancel: CancelRx) 
     let mut last_end = AttemptEnd::Exited { code: -1 };
     let mut head: Option<String> = None;
     let mut refused = 0usize;
-    for attempt in 1..=job.retries + 1 {
+    for attempt in job.first_attempt..=job.first_attempt + job.retries {
         let _ = process::log_line(
             &log,
             &format!("=== agent-farm: domain {name}, attempt {attempt}, argv {argv:?}"),
@@ -389,7 +409,7 @@ pub async fn run(job: DomainJob, tx: mpsc::Sender<Timed>, mut cancel: CancelRx) 
                 (false, Duration::ZERO)
             }
         };
-        if last_end.success() || !retryable || attempt > job.retries {
+        if last_end.success() || !retryable || attempt >= job.first_attempt + job.retries {
             break;
         }
         let delay = backoff

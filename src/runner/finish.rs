@@ -133,9 +133,14 @@ impl Farm {
             into.clone(),
             msg.clone(),
         );
+        let recorded_tip: Option<git2::Oid> =
+            rec.integration_commit.as_ref().and_then(|c| c.parse().ok());
         let planned = tokio::task::spawn_blocking(move || {
             let repo = git::open(&rd)?;
-            let Some(tip) = git::branch_tip(&repo, &ib) else {
+            // After a crash during cleanup the integration branch may be gone already; the
+            // record still knows its last commit.
+            let recorded = recorded_tip.and_then(|c| repo.find_commit(c).ok().map(|c| c.id()));
+            let Some(tip) = git::branch_tip(&repo, &ib).or(recorded) else {
                 return Err(git::GitError::Other(format!(
                     "integration branch {ib} is missing"
                 )));
@@ -360,28 +365,16 @@ pub fn cleanup_run(rec: &RunRecord, remove_worktrees: bool, force: bool) -> Vec<
             return out;
         }
     };
-    // Agents of a run whose driver died may still be running: stop them before touching
-    // their worktrees (only process groups that carry this run's id in their environment).
-    for d in rec.domains.values() {
-        for a in d.attempts.iter().filter(|a| a.ended_ms.is_none()) {
-            let Some(pid) = a.pid else { continue };
-            let killed = super::process::kill_leftover_group(pid, &rec.run_id);
-            if !killed.is_empty() {
-                warn(
-                    &mut out,
-                    Some(&d.name),
-                    format!(
-                        "killed the agent's process group {pid} left from the run ({} process(es))",
-                        killed.len()
-                    ),
-                );
-            }
-        }
-    }
+    kill_leftovers(rec, &mut out);
     if remove_worktrees {
         for d in rec.domains.values() {
             let admin_exists = repo.find_worktree(&d.worktree_admin).is_ok();
             if !admin_exists && !d.worktree.exists() {
+                if d.worktree_created && !d.worktree_removed {
+                    out.push(FarmEvent::WorktreeRemoved {
+                        domain: d.name.clone(),
+                    });
+                }
                 continue;
             }
             // Never remove uncommitted work: commit it on the domain's branch first.
@@ -456,6 +449,12 @@ pub fn cleanup_run(rec: &RunRecord, remove_worktrees: bool, force: bool) -> Vec<
     let checked_out = |branch: &str| git::checked_out_at(&repo, branch).is_some();
     for d in rec.domains.values() {
         let Some(tip) = git::branch_tip(&repo, &d.branch) else {
+            // Gone already (a cleanup interrupted before it was recorded): record the fact.
+            if d.start_commit.is_some() && !d.branch_deleted {
+                out.push(FarmEvent::BranchDeleted {
+                    branch: d.branch.clone(),
+                });
+            }
             continue;
         };
         if checked_out(&d.branch) {
@@ -540,6 +539,79 @@ pub fn cleanup_run(rec: &RunRecord, remove_worktrees: bool, force: bool) -> Vec<
                     rec.into, rec.into, rec.integration_branch
                 ),
             });
+        }
+    }
+    out
+}
+
+/// Make sure the run's integration branch exists (`clean` deletes it when it holds nothing):
+/// recreate it at its last recorded commit, or at base.
+pub fn ensure_integration(rec: &RunRecord) -> Result<(), git::GitError> {
+    let repo = git::open(&rec.repo)?;
+    if git::branch_exists(&repo, &rec.integration_branch) {
+        return Ok(());
+    }
+    let at = rec
+        .integration_commit
+        .as_ref()
+        .and_then(|c| c.parse::<git2::Oid>().ok())
+        .filter(|c| repo.find_commit(*c).is_ok())
+        .or_else(|| rec.base_commit.parse().ok())
+        .ok_or_else(|| git::GitError::Other("the run's base commit is unknown".into()))?;
+    git::create_branch(&repo, &rec.integration_branch, at)
+}
+
+/// Agents of a run whose driver died may still be running: stop them (only process groups that
+/// carry this run's id in their environment, so a recycled pid is never hit).
+pub fn kill_leftovers(rec: &RunRecord, out: &mut Vec<FarmEvent>) {
+    for d in rec.domains.values() {
+        for a in d.attempts.iter().filter(|a| a.ended_ms.is_none()) {
+            let Some(pid) = a.pid else { continue };
+            let killed = super::process::kill_leftover_group(pid, &rec.run_id);
+            if !killed.is_empty() {
+                out.push(FarmEvent::Warning {
+                    domain: Some(d.name.clone()),
+                    message: format!(
+                        "killed the agent's process group {pid} left from the run ({} process(es))",
+                        killed.len()
+                    ),
+                });
+            }
+        }
+    }
+}
+
+/// Bring an interrupted run back to a state it can continue from: stop its leftover agents,
+/// commit whatever unfinished domains left in their worktrees. Blocking.
+pub fn recover_run(rec: &RunRecord) -> Vec<FarmEvent> {
+    let mut out = Vec::new();
+    kill_leftovers(rec, &mut out);
+    for d in rec.domains.values() {
+        if d.status.is_terminal() && d.status != DomainStatus::Cancelled {
+            continue;
+        }
+        if !d.worktree.join(".git").exists() {
+            continue;
+        }
+        let keep = super::domain::stray_ref(&rec.run_id, &d.name);
+        let msg = format!(
+            "farm({name}): work recovered by resume\n\nLeft uncommitted in the worktree when run {run} stopped.\n\nFarm-Run: {run}\nFarm-Domain: {name}\nFarm-Outcome: recovered\n",
+            name = d.name,
+            run = rec.run_id
+        );
+        match git::secure_head(&d.worktree, &d.branch, &keep)
+            .and_then(|_| git::commit_all(&d.worktree, &msg, &rec.plan.copy))
+        {
+            Ok(Some(c)) => out.push(FarmEvent::Committed {
+                domain: d.name.clone(),
+                commit: c.to_string(),
+                note: "work recovered by resume".into(),
+            }),
+            Ok(None) => {}
+            Err(e) => out.push(FarmEvent::Warning {
+                domain: Some(d.name.clone()),
+                message: format!("cannot commit what the worktree holds: {e}"),
+            }),
         }
     }
     out

@@ -38,6 +38,70 @@ pub struct Farm {
     cancel_rx: watch::Receiver<Option<Cancel>>,
     ownership: Option<crate::ownership::OwnershipMap>,
     domain_cancels: std::collections::BTreeMap<String, watch::Sender<Option<Cancel>>>,
+    fault: Fault,
+}
+
+/// The `event` tag of a serialized event.
+fn event_kind(line: &str) -> &str {
+    line.split("\"event\":\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap_or("")
+}
+
+/// Events a later step (or a resume after a crash) depends on: on disk before going on.
+fn is_critical(ev: &FarmEvent) -> bool {
+    use FarmEvent::*;
+    matches!(
+        ev,
+        AgentStarted { .. }
+            | WorktreeReady { .. }
+            | Committed { .. }
+            | DomainFinished { .. }
+            | Merged { .. }
+            | Conflict { .. }
+            | VerifyFinished { .. }
+            | Landed { .. }
+            | NotLanded { .. }
+            | Resumed { .. }
+            | DomainReset { .. }
+            | Interrupted { .. }
+            | RunFinished { .. }
+    )
+}
+
+/// Fault injection for the crash tests: `AGENT_FARM_FAULT=before:merged` (or `after:EVENT`,
+/// optionally `:N` for the N-th such event) makes this process SIGKILL itself at that point, as a
+/// power cut or an OOM kill would. Not for production use.
+#[derive(Debug, Default)]
+struct Fault {
+    spec: Option<(String, String, u32)>,
+    seen: u32,
+}
+
+impl Fault {
+    fn from_env() -> Fault {
+        let spec = std::env::var("AGENT_FARM_FAULT").ok().and_then(|v| {
+            let mut p = v.split(':');
+            let when = p.next()?.to_string();
+            let event = p.next()?.to_string();
+            let n = p.next().and_then(|n| n.parse().ok()).unwrap_or(1);
+            Some((when, event, n))
+        });
+        Fault { spec, seen: 0 }
+    }
+
+    fn check(&mut self, when: &str, kind: &str, persist: &persist::Persister) {
+        let Some((w, e, n)) = &self.spec else { return };
+        if w != when || e != kind {
+            return;
+        }
+        self.seen += 1;
+        if self.seen >= *n {
+            persist.flush();
+            let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
+        }
+    }
 }
 
 /// How long file changes are collected before a batch is classified.
@@ -67,6 +131,7 @@ impl Farm {
             cancel_rx,
             ownership: None,
             domain_cancels: Default::default(),
+            fault: Fault::from_env(),
         })
     }
 
@@ -78,12 +143,13 @@ impl Farm {
     }
 
     /// Fold an event into the record, persist both (on the writer thread), and show it to
-    /// every reporter.
+    /// every reporter. Events later steps depend on are on disk before this returns.
     pub fn record_event(&mut self, t: Timed) {
+        let line = serde_json::to_string(&t).unwrap_or_default();
+        let kind = event_kind(&line);
+        self.fault.check("before", kind, &self.persist);
         self.record.apply(&t);
-        if let Ok(line) = serde_json::to_string(&t) {
-            self.persist.line(line);
-        }
+        self.persist.line(line.clone());
         if let Ok(json) = serde_json::to_vec_pretty(&self.record) {
             self.persist.snapshot(self.record.paths().record(), json);
         }
@@ -97,6 +163,10 @@ impl Farm {
         for r in &mut self.reporters {
             r.on_event(&t, &self.record);
         }
+        if is_critical(&t.event) {
+            self.persist.flush();
+        }
+        self.fault.check("after", kind, &self.persist);
     }
 
     /// Wait until every event so far is on disk.
@@ -218,6 +288,10 @@ impl Farm {
     /// dependencies), or with `--no-merge` the base with its dependencies merged in memory.
     async fn start_commit(&self, name: &str) -> Result<git2::Oid, String> {
         let rec = &self.record;
+        // A domain resumed from an interrupted run keeps the start point it had.
+        if let Some(s) = rec.domain(name).and_then(|d| d.start_commit.as_ref()) {
+            return s.parse().map_err(|e| format!("{e}"));
+        }
         let repo_dir = rec.repo.clone();
         let integration = rec.integration_branch.clone();
         let base: git2::Oid = rec.base_commit.parse().map_err(|e| format!("{e}"))?;
@@ -309,6 +383,8 @@ impl Farm {
             setup,
             self_exe: self.self_exe.clone(),
             watch: None,
+            resume: dr.start_commit.is_some(),
+            first_attempt: dr.attempts.iter().map(|a| a.number).max().unwrap_or(0) + 1,
         })
     }
 
@@ -388,6 +464,15 @@ impl Farm {
             mpsc::channel::<(String, Result<crate::watch::Mode, String>)>(64);
         let watcher = std::sync::Arc::new(crate::watch::Watcher::start(watch_tx, WATCH_DEBOUNCE));
         let mut live = LiveOwnership::default();
+        // A resumed run may hold finished domains whose merge never happened (or was never
+        // recorded): merge them first, so that their dependents can start.
+        if !self.record.options.no_merge {
+            for name in schedule::merge_order(&self.record.plan.domains) {
+                if self.status(&name) == DomainStatus::Succeeded {
+                    self.after_domain(&name).await;
+                }
+            }
+        }
         let mut cancel_rx = self.cancel_rx.clone();
         let jobs = self.record.options.jobs.max(1);
         let mut running = 0usize;
