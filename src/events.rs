@@ -123,6 +123,10 @@ pub enum AttemptEnd {
         signal: i32,
     },
     TimedOut,
+    /// No output for `idle_ms` (agent.idle_timeout): stopped as stalled.
+    Stalled {
+        idle_ms: u64,
+    },
     Cancelled {
         reason: String,
     },
@@ -153,6 +157,10 @@ impl AttemptEnd {
             AttemptEnd::Exited { code } => format!("exit {code}"),
             AttemptEnd::Signaled { signal } => format!("killed by signal {signal}"),
             AttemptEnd::TimedOut => "timed out".into(),
+            AttemptEnd::Stalled { idle_ms } => format!(
+                "stalled: no output for {}",
+                humantime::format_duration(std::time::Duration::from_millis(*idle_ms))
+            ),
             AttemptEnd::Cancelled { reason } => format!("cancelled ({reason})"),
             AttemptEnd::SpawnFailed { message } => format!("could not start: {message}"),
             AttemptEnd::AgentFailed {

@@ -855,6 +855,120 @@ pub fn is_merged(repo: &Repository, branch_tip: Oid, from: Oid) -> bool {
     branch_tip == from || repo.graph_descendant_of(from, branch_tip).unwrap_or(false)
 }
 
+/// Whether everything `start..tip` changed is in `into` with the same content, as after a
+/// squash merge or a cherry-pick (which leave no ancestry behind).
+pub fn content_merged(repo: &Repository, start: Oid, tip: Oid, into: Oid) -> Result<bool> {
+    let into_tree = repo
+        .find_commit(into)
+        .and_then(|c| c.tree())
+        .ctx(|| format!("cannot read {into}"))?;
+    let tip_tree = repo
+        .find_commit(tip)
+        .and_then(|c| c.tree())
+        .ctx(|| format!("cannot read {tip}"))?;
+    for e in diff_entries(repo, start, tip)? {
+        let paths = [e.new_path.as_deref(), e.old_path.as_deref()];
+        for p in paths.into_iter().flatten() {
+            let want = tip_tree.get_path(Path::new(p)).ok().map(|t| t.id());
+            let have = into_tree.get_path(Path::new(p)).ok().map(|t| t.id());
+            if want != have {
+                return Ok(false);
+            }
+        }
+    }
+    Ok(true)
+}
+
+/// Make a linked worktree usable again when its `.git` file was deleted (an agent ran `rm -rf
+/// .git`): rewrite it to point at its administrative directory. Returns whether it was repaired.
+pub fn repair_worktree_link(repo: &Repository, admin_name: &str, path: &Path) -> Result<bool> {
+    let dot_git = path.join(".git");
+    if dot_git.exists() || !path.is_dir() {
+        return Ok(false);
+    }
+    let admin = repo.commondir().join("worktrees").join(admin_name);
+    if !admin.is_dir() {
+        return Ok(false);
+    }
+    std::fs::write(&dot_git, format!("gitdir: {}\n", admin.display()))
+        .ctx(|| format!("cannot restore {}", dot_git.display()))?;
+    Ok(true)
+}
+
+/// Commit the files of a directory that git no longer knows as a worktree (its administrative
+/// entry is gone) onto `branch`, so that removing the directory loses nothing. Paths the main
+/// repository ignores are left out. Returns the new commit, or `None` when the directory holds
+/// exactly the branch's tree.
+pub fn snapshot_dir_onto_branch(
+    repo: &Repository,
+    dir: &Path,
+    branch: &str,
+    message: &str,
+) -> Result<Option<Oid>> {
+    let refname = format!("refs/heads/{branch}");
+    let tip = repo
+        .refname_to_id(&refname)
+        .ctx(|| format!("cannot read {branch}"))?;
+    let tip_commit = repo.find_commit(tip).ctx(|| format!("cannot read {tip}"))?;
+    let empty = repo
+        .treebuilder(None)
+        .and_then(|b| b.write())
+        .and_then(|id| repo.find_tree(id))
+        .ctx(|| "cannot build an empty tree".into())?;
+    let mut update = git2::build::TreeUpdateBuilder::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let entries = std::fs::read_dir(&d).ctx(|| format!("cannot read {}", d.display()))?;
+        for e in entries.flatten() {
+            let path = e.path();
+            let Ok(rel) = path.strip_prefix(dir) else {
+                continue;
+            };
+            let rel_s = rel.to_string_lossy().replace('\\', "/");
+            if rel_s == ".git" || repo.is_path_ignored(rel).unwrap_or(false) {
+                continue;
+            }
+            let meta = std::fs::symlink_metadata(&path)
+                .ctx(|| format!("cannot stat {}", path.display()))?;
+            if meta.is_dir() {
+                stack.push(path);
+            } else if meta.file_type().is_symlink() {
+                let target =
+                    std::fs::read_link(&path).ctx(|| format!("cannot read {}", path.display()))?;
+                let blob = repo
+                    .blob(target.to_string_lossy().as_bytes())
+                    .ctx(|| "cannot write blob".into())?;
+                update.upsert(rel_s.as_str(), blob, git2::FileMode::Link);
+            } else {
+                use std::os::unix::fs::PermissionsExt;
+                let content =
+                    std::fs::read(&path).ctx(|| format!("cannot read {}", path.display()))?;
+                let blob = repo.blob(&content).ctx(|| "cannot write blob".into())?;
+                let mode = if meta.permissions().mode() & 0o111 != 0 {
+                    git2::FileMode::BlobExecutable
+                } else {
+                    git2::FileMode::Blob
+                };
+                update.upsert(rel_s.as_str(), blob, mode);
+            }
+        }
+    }
+    let tree_id = update
+        .create_updated(repo, &empty)
+        .ctx(|| "cannot build the directory's tree".into())?;
+    if tree_id == tip_commit.tree_id() {
+        return Ok(None);
+    }
+    let tree = repo.find_tree(tree_id).ctx(|| "cannot read tree".into())?;
+    let (author, committer) = signatures(repo)?;
+    let commit = repo
+        .commit(None, &author, &committer, message, &tree, &[&tip_commit])
+        .ctx(|| "cannot commit".into())?;
+    repo.reference_matching(&refname, commit, true, tip, message)
+        .ctx(|| format!("cannot move {branch}"))?;
+    Ok(Some(commit))
+}
+
 /// Delete a local branch if it exists. Returns whether it existed.
 pub fn delete_branch(repo: &Repository, name: &str) -> Result<bool> {
     match repo.find_branch(name, BranchType::Local) {

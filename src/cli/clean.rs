@@ -28,7 +28,32 @@ pub fn run(cwd: &Path, args: Args) -> anyhow::Result<i32> {
             .filter_map(|id| RunRecord::load(&RunPaths::new(&info.common_dir, id).record()).ok())
             .collect()
     } else {
-        vec![super::find_run(cwd, args.run.as_deref())?]
+        match super::find_run(cwd, args.run.as_deref()) {
+            Ok(r) => vec![r],
+            // The record is gone (deleted by hand, or never written): clean by name.
+            Err(e) if args.run.is_some() && is_not_found(&e) => {
+                let run_id = args.run.clone().unwrap_or_default();
+                let info = crate::git::discover(cwd)?;
+                let into = info.head_branch.clone().unwrap_or_else(|| "main".into());
+                let events = crate::runner::finish::cleanup_without_record(
+                    &info.workdir,
+                    &run_id,
+                    &into,
+                    args.force,
+                );
+                if events.is_empty() {
+                    return Err(e);
+                }
+                println!("{run_id}: no run record; cleaning what git still holds for this run");
+                for ev in &events {
+                    if let Some(line) = describe(ev) {
+                        println!("{run_id}: {line}");
+                    }
+                }
+                return Ok(0);
+            }
+            Err(e) => return Err(e),
+        }
     };
     if records.is_empty() {
         println!("nothing to clean");
@@ -75,6 +100,17 @@ pub fn run(cwd: &Path, args: Args) -> anyhow::Result<i32> {
         }
     }
     Ok(0)
+}
+
+fn is_not_found(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<PreflightError>(),
+            Some(PreflightError::RunNotFound { .. }) | Some(PreflightError::NoRuns { .. })
+        ) || c
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::NotFound)
+    })
 }
 
 fn pid_alive(pid: u32) -> bool {

@@ -428,6 +428,7 @@ fn validate(
             env: raw.agent.env,
             timeout: raw.agent.timeout.map_or(DEFAULT_TIMEOUT, |d| d.0),
             grace: raw.agent.grace.map_or(DEFAULT_GRACE, |d| d.0),
+            idle_timeout: raw.agent.idle_timeout.map(|d| d.0),
             retries: raw.agent.retries.unwrap_or(0),
             retry_backoff: raw
                 .agent

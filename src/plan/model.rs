@@ -170,6 +170,8 @@ pub struct RawAgent {
     pub env: BTreeMap<String, String>,
     pub timeout: Option<HumanDuration>,
     pub grace: Option<HumanDuration>,
+    /// Stop an agent whose output has not grown for this long (stalled without exiting).
+    pub idle_timeout: Option<HumanDuration>,
     pub retries: Option<u32>,
     pub retry_backoff: Option<HumanDuration>,
     /// Backoff after a rate-limit or overload failure (longer than `retry_backoff`).
@@ -294,6 +296,8 @@ pub struct AgentConfig {
     pub timeout: Duration,
     #[serde(with = "humantime_serde_compat")]
     pub grace: Duration,
+    #[serde(default, with = "opt_duration")]
+    pub idle_timeout: Option<Duration>,
     pub retries: u32,
     #[serde(with = "humantime_serde_compat")]
     pub retry_backoff: Duration,

@@ -209,6 +209,7 @@ mod tests {
             env: BTreeMap::new(),
             timeout: Duration::from_secs(1),
             grace: Duration::from_secs(1),
+            idle_timeout: None,
             retries: 0,
             retry_backoff: Duration::from_secs(1),
             rate_limit_backoff: Duration::from_secs(1),

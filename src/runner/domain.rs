@@ -200,6 +200,7 @@ pub async fn run(job: DomainJob, tx: mpsc::Sender<Timed>, mut cancel: CancelRx) 
         log,
         timeout: job.timeout,
         grace: job.agent.grace,
+        idle_timeout: None,
         stdout_lines: None,
     };
 
@@ -238,6 +239,7 @@ pub async fn run(job: DomainJob, tx: mpsc::Sender<Timed>, mut cancel: CancelRx) 
         );
         let (pid_tx, pid_rx) = tokio::sync::oneshot::channel();
         let mut spec = spec_for(argv.clone(), log.clone());
+        spec.idle_timeout = job.agent.idle_timeout;
         let (line_tx, mut line_rx) = mpsc::channel::<String>(256);
         let structured = agent::streams_json(&job.agent);
         if structured {
@@ -335,7 +337,12 @@ pub async fn run(job: DomainJob, tx: mpsc::Sender<Timed>, mut cancel: CancelRx) 
         let msg = commit_message(&job, attempt, &r.end);
         let (wt, exclude, branch) = (job.worktree.clone(), job.copy.clone(), job.branch.clone());
         let keep = stray_ref(&job.run_id, &name);
+        let (repo_dir, admin) = (job.repo_dir.clone(), job.worktree_admin.clone());
         let committed = blocking(move || {
+            let repaired = git::repair_worktree_link(&git::open(&repo_dir)?, &admin, &wt)?;
+            if repaired {
+                tracing::warn!("restored the .git file of {}", wt.display());
+            }
             let before = git::secure_head(&wt, &branch, &keep)?;
             let commit = git::commit_all(&wt, &msg, &exclude)?;
             let after = git::secure_head(&wt, &branch, &keep)?;
@@ -394,9 +401,10 @@ pub async fn run(job: DomainJob, tx: mpsc::Sender<Timed>, mut cancel: CancelRx) 
         }
         last_end = r.end;
         let (retryable, backoff) = match &last_end {
-            AttemptEnd::Exited { .. } | AttemptEnd::Signaled { .. } | AttemptEnd::TimedOut => {
-                (true, job.agent.retry_backoff)
-            }
+            AttemptEnd::Exited { .. }
+            | AttemptEnd::Signaled { .. }
+            | AttemptEnd::TimedOut
+            | AttemptEnd::Stalled { .. } => (true, job.agent.retry_backoff),
             AttemptEnd::AgentFailed { failure, .. } => (
                 failure.retryable(),
                 if failure.backs_off() {
@@ -447,6 +455,7 @@ pub async fn run(job: DomainJob, tx: mpsc::Sender<Timed>, mut cancel: CancelRx) 
             )),
         ),
         AttemptEnd::Cancelled { reason } => (DomainStatus::Cancelled, Some(reason.clone())),
+        e @ AttemptEnd::Stalled { .. } => (DomainStatus::TimedOut, Some(e.describe())),
         e => (
             DomainStatus::Failed,
             Some(format!("agent failed: {}", e.describe())),

@@ -275,6 +275,7 @@ impl Farm {
                     log: log.clone(),
                     timeout: rec.plan.agent.timeout,
                     grace: rec.plan.agent.grace,
+                    idle_timeout: None,
                     stdout_lines: None,
                 };
                 let mut cancel = self.cancel_rx.clone();
@@ -378,7 +379,36 @@ pub fn cleanup_run(rec: &RunRecord, remove_worktrees: bool, force: bool) -> Vec<
                 continue;
             }
             // Never remove uncommitted work: commit it on the domain's branch first.
-            if d.worktree.exists() {
+            let _ = git::repair_worktree_link(&repo, &d.worktree_admin, &d.worktree);
+            if d.worktree.exists() && !admin_exists {
+                // git forgot this worktree: keep its files by committing them from outside.
+                let msg = format!(
+                    "farm({name}): files recovered by cleanup\n\nFound in {path}, a worktree git no longer knew.\n\nFarm-Run: {run}\nFarm-Domain: {name}\nFarm-Outcome: recovered\n",
+                    name = d.name,
+                    run = rec.run_id,
+                    path = d.worktree.display()
+                );
+                match git::snapshot_dir_onto_branch(&repo, &d.worktree, &d.branch, &msg) {
+                    Ok(Some(c)) => warn(
+                        &mut out,
+                        Some(&d.name),
+                        format!(
+                            "committed the files of its orphaned worktree as {c} on {}",
+                            d.branch
+                        ),
+                    ),
+                    Ok(None) => {}
+                    Err(e) if !force => {
+                        warn(
+                            &mut out,
+                            Some(&d.name),
+                            format!("kept {}: cannot save its files ({e})", d.worktree.display()),
+                        );
+                        continue;
+                    }
+                    Err(_) => {}
+                }
+            } else if d.worktree.exists() {
                 match git::uncommitted(&d.worktree) {
                     Ok(paths) if paths.is_empty() => {}
                     Ok(paths) => {
@@ -446,6 +476,14 @@ pub fn cleanup_run(rec: &RunRecord, remove_worktrees: bool, force: bool) -> Vec<
     }
     let into_tip = git::branch_tip(&repo, &rec.into);
     let merged_into = |tip: git2::Oid| into_tip.is_some_and(|i| git::is_merged(&repo, tip, i));
+    // Landed another way (squash, cherry-pick): merged only when its content is in `into`.
+    let content_in = |start: Option<&String>, tip: git2::Oid| {
+        let start = start.and_then(|s| s.parse::<git2::Oid>().ok());
+        match (start, into_tip) {
+            (Some(s), Some(i)) => git::content_merged(&repo, s, tip, i).unwrap_or(false),
+            _ => false,
+        }
+    };
     let checked_out = |branch: &str| git::checked_out_at(&repo, branch).is_some();
     for d in rec.domains.values() {
         let Some(tip) = git::branch_tip(&repo, &d.branch) else {
@@ -464,7 +502,7 @@ pub fn cleanup_run(rec: &RunRecord, remove_worktrees: bool, force: bool) -> Vec<
             });
             continue;
         }
-        if merged_into(tip) || force {
+        if merged_into(tip) || force || content_in(d.start_commit.as_ref(), tip) {
             match git::delete_branch(&repo, &d.branch) {
                 Ok(_) => out.push(FarmEvent::BranchDeleted {
                     branch: d.branch.clone(),
@@ -593,6 +631,9 @@ pub fn recover_run(rec: &RunRecord) -> Vec<FarmEvent> {
         if !d.worktree.join(".git").exists() {
             continue;
         }
+        if let Ok(repo) = git::open(&rec.repo) {
+            let _ = git::repair_worktree_link(&repo, &d.worktree_admin, &d.worktree);
+        }
         let keep = super::domain::stray_ref(&rec.run_id, &d.name);
         let msg = format!(
             "farm({name}): work recovered by resume\n\nLeft uncommitted in the worktree when run {run} stopped.\n\nFarm-Run: {run}\nFarm-Domain: {name}\nFarm-Outcome: recovered\n",
@@ -612,6 +653,103 @@ pub fn recover_run(rec: &RunRecord) -> Vec<FarmEvent> {
                 domain: Some(d.name.clone()),
                 message: format!("cannot commit what the worktree holds: {e}"),
             }),
+        }
+    }
+    out
+}
+
+/// Clean what a run left when its record is gone: worktrees registered as `farm-<run>-*`,
+/// branches `farm/<run>/*` and refs `refs/farm/<run>/*`. Uncommitted work is committed first;
+/// branches are deleted only when merged into `into` (or with `force`). Blocking.
+pub fn cleanup_without_record(
+    repo_dir: &Path,
+    run_id: &str,
+    into: &str,
+    force: bool,
+) -> Vec<FarmEvent> {
+    let mut out = Vec::new();
+    let warn = |out: &mut Vec<FarmEvent>, message: String| {
+        out.push(FarmEvent::Warning {
+            domain: None,
+            message,
+        })
+    };
+    let repo = match git::open(repo_dir) {
+        Ok(r) => r,
+        Err(e) => {
+            warn(&mut out, e.to_string());
+            return out;
+        }
+    };
+    let prefix = format!("farm-{run_id}-");
+    let admins: Vec<String> = repo
+        .worktrees()
+        .map(|w| w.iter().flatten().flatten().map(str::to_owned).collect())
+        .unwrap_or_default();
+    for admin in admins.iter().filter(|a| a.starts_with(&prefix)) {
+        let Ok(wt) = repo.find_worktree(admin) else {
+            continue;
+        };
+        let path = wt.path().to_path_buf();
+        let domain = admin[prefix.len()..].to_string();
+        if path.exists() {
+            let _ = git::repair_worktree_link(&repo, admin, &path);
+            let msg = format!(
+                "farm({domain}): work recovered by cleanup\n\nFarm-Run: {run_id}\nFarm-Domain: {domain}\nFarm-Outcome: recovered\n"
+            );
+            let branch = format!("farm/{run_id}/{domain}");
+            let keep = super::domain::stray_ref(run_id, &domain);
+            let res = git::uncommitted(&path).and_then(|p| {
+                if p.is_empty() {
+                    Ok(None)
+                } else {
+                    git::secure_head(&path, &branch, &keep)?;
+                    git::commit_all(&path, &msg, &[])
+                }
+            });
+            if let Err(e) = res
+                && !force
+            {
+                warn(&mut out, format!("kept worktree {}: {e}", path.display()));
+                continue;
+            }
+        }
+        match git::remove_worktree(&repo, admin, &path) {
+            Ok(()) => out.push(FarmEvent::WorktreeRemoved { domain }),
+            Err(e) => warn(&mut out, e.to_string()),
+        }
+    }
+    let into_tip = git::branch_tip(&repo, into);
+    let merged = |tip: git2::Oid| into_tip.is_some_and(|i| git::is_merged(&repo, tip, i));
+    let branches = git::branches_with_prefix(&repo, &format!("farm/{run_id}/")).unwrap_or_default();
+    let mut refs: Vec<(String, git2::Oid)> = branches
+        .iter()
+        .filter_map(|b| Some((format!("refs/heads/{b}"), git::branch_tip(&repo, b)?)))
+        .collect();
+    refs.extend(
+        repo.references_glob(&format!("refs/farm/{run_id}/*"))
+            .map(|r| {
+                r.flatten()
+                    .filter_map(|r| Some((r.name().ok()?.to_owned(), r.target()?)))
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default(),
+    );
+    for (name, tip) in refs {
+        let short = name
+            .strip_prefix("refs/heads/")
+            .unwrap_or(&name)
+            .to_string();
+        if force || merged(tip) {
+            match repo.find_reference(&name).and_then(|mut r| r.delete()) {
+                Ok(()) => out.push(FarmEvent::BranchDeleted { branch: short }),
+                Err(e) => warn(&mut out, e.to_string()),
+            }
+        } else {
+            out.push(FarmEvent::BranchKept {
+                branch: short,
+                reason: format!("holds commits not in `{into}`"),
+            });
         }
     }
     out

@@ -32,6 +32,8 @@ pub struct ProcSpec {
     pub log: PathBuf,
     pub timeout: Duration,
     pub grace: Duration,
+    /// Stop the process when its log has not grown for this long (it stalled without exiting).
+    pub idle_timeout: Option<Duration>,
     /// When set, stdout is read line by line (each line also appended to the log) and sent here.
     pub stdout_lines: Option<tokio::sync::mpsc::Sender<String>>,
 }
@@ -165,6 +167,28 @@ pub fn kill_leftover_group(pgid: u32, run_id: &str) -> Vec<u32> {
     members
 }
 
+/// Resolves once `log` has not grown for `idle` (never when `idle` is `None`). A process's
+/// output has no event to wait on once it goes to a file, so its size is sampled.
+async fn stalled(log: &Path, idle: Option<Duration>) -> Duration {
+    let Some(idle) = idle else {
+        return std::future::pending().await;
+    };
+    let every = (idle / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
+    let size = || std::fs::metadata(log).map(|m| m.len()).unwrap_or(0);
+    let mut last = size();
+    let mut since = tokio::time::Instant::now();
+    loop {
+        tokio::time::sleep(every).await;
+        let now = size();
+        if now != last {
+            last = now;
+            since = tokio::time::Instant::now();
+        } else if since.elapsed() >= idle {
+            return since.elapsed();
+        }
+    }
+}
+
 /// [`group_members`] off the event loop (it reads all of /proc).
 async fn members_async(pgid: u32) -> Vec<u32> {
     tokio::task::spawn_blocking(move || group_members(pgid))
@@ -251,6 +275,10 @@ pub async fn run(spec: &ProcSpec, on_start: impl FnOnce(u32), cancel: &mut Cance
         c = cancelled(cancel) => {
             stop_reason = Some(AttemptEnd::Cancelled { reason: c.reason.clone() });
             terminate(&mut child, pgid, if c.immediate { Duration::ZERO } else { spec.grace }, cancel).await
+        }
+        idle = stalled(&spec.log, spec.idle_timeout) => {
+            stop_reason = Some(AttemptEnd::Stalled { idle_ms: idle.as_millis() as u64 });
+            terminate(&mut child, pgid, spec.grace, cancel).await
         }
     };
     // Whatever happened, nothing of this group may outlive it.
