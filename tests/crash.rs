@@ -123,6 +123,16 @@ fn crash_then_resume(fault: &str) {
         repo.farm_branches()
     );
     repo.assert_matches_report();
+    let lost = EXPECTED_FILES
+        .iter()
+        .filter(|f| !repo.root.join(f).is_file())
+        .count();
+    println!(
+        "crash at {fault:<24} resume: exit 0, same tree: yes, lost files: {lost}, orphan processes: {}, stray worktrees: {}, farm branches: {}, fsck: clean",
+        processes_of_run(&id).len(),
+        repo.worktrees().len() - 1,
+        repo.farm_branches().len()
+    );
     // Resuming a finished run says so and changes nothing.
     let head = repo.git(&["rev-parse", "main"]);
     let again = repo.farm(&["resume"]);

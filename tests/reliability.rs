@@ -290,3 +290,52 @@ fn work_landed_by_squash_counts_as_merged_only_when_its_content_is_in() {
     repo.farm(&["clean"]).expect(0);
     assert_eq!(repo.farm_branches(), vec![format!("farm/{id}/partial")]);
 }
+
+/// A small tmpfs mounted over a directory for the length of a test (needs root; CI runs as root).
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &std::path::Path, size: &str) -> Option<Tmpfs> {
+        std::fs::create_dir_all(dir).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| Tmpfs(dir.to_owned()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_log_disk_is_a_clear_error_not_a_hang() {
+    let repo = TestRepo::new();
+    repo.write_plan(&sim_plan(
+        "",
+        &domain("loud", "l/**", "flood 3000000\nwrite l/x done", ""),
+    ));
+    let Some(_fs) = Tmpfs::mount(&repo.common_dir().join("agent-farm"), "1m") else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI runs as root and must be able to mount a tmpfs"
+        );
+        eprintln!(
+            "skipped: a_full_log_disk_is_a_clear_error_not_a_hang: cannot mount a tmpfs (not root)"
+        );
+        return;
+    };
+    let out = repo.farm(&["run", "--progress", "plain"]);
+    out.expect(1);
+    assert!(
+        out.stderr.contains("No space left on device"),
+        "{}",
+        out.stderr
+    );
+    // The work itself is safe in git.
+    assert_eq!(repo.read("l/x"), "done\n");
+}

@@ -383,10 +383,18 @@ pub fn run(cwd: &Path, args: Args) -> anyhow::Result<i32> {
 
 /// Compute the exit code, finish the record, write the report and print it.
 pub fn conclude(farm: &mut Farm, json: bool) -> i32 {
-    let code = crate::report::exit_code(&farm.record);
+    let mut code = crate::report::exit_code(&farm.record);
     farm.emit(FarmEvent::RunFinished { exit_code: code });
     farm.flush();
     farm.finish_reporters();
+    if let Some(e) = farm.persist_error() {
+        // The work itself is in git; only the run's own files are incomplete.
+        eprintln!(
+            "error: the run's files under {} could not all be written: {e}; the domains' work is in git (see the branches below), but `status`, `resume` and `logs` may miss parts of this run",
+            farm.record.paths().dir.display()
+        );
+        code = code.max(crate::error::exit::INTERNAL);
+    }
     let report = crate::report::build(&farm.record, crate::events::now_ms());
     if let Err(e) = record::write_json_atomic(&farm.record.paths().report(), &report) {
         tracing::error!("cannot write report.json: {e}");

@@ -174,6 +174,11 @@ impl Farm {
         self.persist.flush();
     }
 
+    /// Why the run's files could not all be written (e.g. a full disk), if they could not.
+    pub fn persist_error(&self) -> Option<String> {
+        self.persist.error()
+    }
+
     /// Listen for SIGINT, SIGTERM and SIGHUP for the rest of the run: the first asks everything
     /// to stop gracefully, the second to stop at once. Call from inside the runtime.
     pub fn listen_for_signals(&self) {

@@ -15,6 +15,8 @@ enum Msg {
 pub struct Persister {
     tx: Option<mpsc::Sender<Msg>>,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// The first write that failed (a full disk, a removed directory), for the final report.
+    error: std::sync::Arc<std::sync::Mutex<Option<String>>>,
 }
 
 fn write_atomic(path: &std::path::Path, json: &[u8]) -> std::io::Result<()> {
@@ -37,6 +39,16 @@ impl Persister {
             .append(true)
             .open(&events_path)?;
         let (tx, rx) = mpsc::channel::<Msg>();
+        let error = std::sync::Arc::new(std::sync::Mutex::new(None::<String>));
+        let failed = error.clone();
+        let fail = move |what: String| {
+            tracing::error!("{what}");
+            if let Ok(mut e) = failed.lock()
+                && e.is_none()
+            {
+                *e = Some(what);
+            }
+        };
         let thread = std::thread::Builder::new()
             .name("agent-farm-persist".into())
             .spawn(move || {
@@ -51,7 +63,7 @@ impl Persister {
                         match m {
                             Msg::Line(l) => {
                                 if let Err(e) = writeln!(log, "{l}") {
-                                    tracing::error!("cannot append to the event log: {e}");
+                                    fail(format!("cannot append to the event log: {e}"));
                                 }
                             }
                             Msg::Snapshot { path, json } => {
@@ -64,7 +76,7 @@ impl Persister {
                     let _ = log.flush();
                     for (path, json) in pending.drain(..) {
                         if let Err(e) = write_atomic(&path, &json) {
-                            tracing::error!("cannot write {}: {e}", path.display());
+                            fail(format!("cannot write {}: {e}", path.display()));
                         }
                     }
                     if !acks.is_empty() {
@@ -79,6 +91,7 @@ impl Persister {
         Ok(Persister {
             tx: Some(tx),
             thread: Some(thread),
+            error,
         })
     }
 
@@ -92,6 +105,11 @@ impl Persister {
         if let Some(tx) = &self.tx {
             let _ = tx.send(Msg::Snapshot { path, json });
         }
+    }
+
+    /// The first write that failed, if any.
+    pub fn error(&self) -> Option<String> {
+        self.error.lock().ok().and_then(|e| e.clone())
     }
 
     /// Block until everything sent so far is written.
