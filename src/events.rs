@@ -224,6 +224,9 @@ pub enum FarmEvent {
         tool: String,
         path: Option<String>,
         turns: u32,
+        /// Tokens used so far in this attempt.
+        #[serde(default)]
+        tokens: u64,
     },
     /// The agent CLI refused one of the agent's tool calls (permission rules).
     AgentRefused {

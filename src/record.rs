@@ -430,6 +430,7 @@ impl RunRecord {
                 tool,
                 path,
                 turns,
+                ..
             } => {
                 if let Some(a) = self.attempt_mut(domain, *attempt) {
                     a.turns = *turns;

@@ -317,9 +317,11 @@ impl Reporter for TtyReporter {
                 tool,
                 path,
                 turns,
+                tokens,
             } => self.bar(domain).set_message(format!(
-                "{tool}{} · turn {turns}{}",
+                "{tool}{} · turn {turns} · {}k tokens{}",
                 path.as_ref().map(|p| format!(" {p}")).unwrap_or_default(),
+                tokens / 1000,
                 if *attempt > 1 {
                     format!(" · attempt {attempt}")
                 } else {

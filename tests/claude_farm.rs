@@ -100,8 +100,10 @@ fn three_real_claude_agents_write_and_edit_their_own_files() {
         events.iter().any(|e| e["event"] == "agent_tool_use"
             && e["domain"] == "api"
             && e["tool"] == "Edit"
-            && e["path"] == "src/api/handler.rs"),
-        "no Edit activity for api"
+            && e["path"] == "src/api/handler.rs"
+            && e["turns"].as_u64().unwrap() >= 2
+            && e["tokens"].as_u64().unwrap() > 0),
+        "no Edit activity with turns and tokens so far for api"
     );
     assert!(run.stdout.contains("COST"), "{}", run.stdout);
     // The raw stream is kept in the domain's log.

@@ -713,6 +713,7 @@ fn observation_event(
             tool,
             path: relative(path, worktree),
             turns: stream.usage.turns,
+            tokens: stream.usage.live_tokens,
         },
         Observation::Refused(mut denial) => {
             denial.path = relative(denial.path, worktree);

@@ -70,6 +70,9 @@ pub struct AgentUsage {
     pub cache_read_tokens: u64,
     pub cache_creation_tokens: u64,
     pub duration_ms: Option<u64>,
+    /// Tokens counted from the messages seen so far (live; the result's totals are exact).
+    #[serde(default)]
+    pub live_tokens: u64,
     pub denials: Vec<Denial>,
     pub api_retries: u32,
     /// The final result event's verdict, when one arrived.
@@ -206,6 +209,13 @@ impl StreamState {
                         .all(|(m, _, _)| m != &format!("msg:{id}"))
                 {
                     u.turns += 1;
+                    // Tokens so far, from each message's usage (the cost comes with the result).
+                    let mu = &msg["usage"];
+                    let n = |k: &str| mu.get(k).and_then(Value::as_u64).unwrap_or(0);
+                    u.live_tokens += n("input_tokens")
+                        + n("cache_read_input_tokens")
+                        + n("cache_creation_input_tokens")
+                        + n("output_tokens");
                     self.pending
                         .push((format!("msg:{id}"), String::new(), None));
                 }
