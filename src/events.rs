@@ -350,6 +350,9 @@ pub enum FarmEvent {
     DomainReset {
         domain: String,
         reason: String,
+        /// Its agent had already succeeded: continue after it (audit, verify, merge).
+        #[serde(default)]
+        after_agent: bool,
     },
     RunFinished {
         exit_code: i32,

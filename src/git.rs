@@ -375,6 +375,22 @@ pub fn secure_head(path: &Path, branch: &str, keep_ref: &str) -> Result<HeadStat
     Ok(HeadState::Stray { commit: head })
 }
 
+/// Commit everything the worktree at `path` holds (see [`commit_all`]) so that it stays
+/// reachable: commits made off `branch` are secured under `keep_ref` before and after.
+/// Returns the HEAD states seen before and after, and the new commit.
+pub fn commit_work(
+    path: &Path,
+    branch: &str,
+    keep_ref: &str,
+    message: &str,
+    exclude: &[String],
+) -> Result<(HeadState, Option<Oid>, HeadState)> {
+    let before = secure_head(path, branch, keep_ref)?;
+    let commit = commit_all(path, message, exclude)?;
+    let after = secure_head(path, branch, keep_ref)?;
+    Ok((before, commit, after))
+}
+
 /// Paths with uncommitted changes in a worktree, untracked (not ignored) files included.
 pub fn uncommitted(path: &Path) -> Result<Vec<String>> {
     let repo = open(path)?;
@@ -904,6 +920,7 @@ pub fn snapshot_dir_onto_branch(
     dir: &Path,
     branch: &str,
     message: &str,
+    exclude: &[String],
 ) -> Result<Option<Oid>> {
     let refname = format!("refs/heads/{branch}");
     let tip = repo
@@ -925,7 +942,10 @@ pub fn snapshot_dir_onto_branch(
                 continue;
             };
             let rel_s = rel.to_string_lossy().replace('\\', "/");
-            if rel_s == ".git" || repo.is_path_ignored(rel).unwrap_or(false) {
+            if rel_s == ".git"
+                || exclude.contains(&rel_s)
+                || repo.is_path_ignored(rel).unwrap_or(false)
+            {
                 continue;
             }
             let meta = std::fs::symlink_metadata(&path)

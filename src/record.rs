@@ -131,6 +131,9 @@ pub struct DomainRecord {
     pub conflict_paths: Vec<String>,
     #[serde(default)]
     pub violations: Vec<Violation>,
+    /// Set by resume: the agent already succeeded, only the steps after it remain.
+    #[serde(default)]
+    pub after_agent: bool,
     pub started_ms: Option<u64>,
     pub ended_ms: Option<u64>,
 }
@@ -222,6 +225,9 @@ pub struct RunOptions {
     pub keep_worktrees: bool,
     pub no_merge: bool,
     pub deadline_ms: Option<u64>,
+    /// `--retries`, overriding the plan's `agent.retries` (kept so that resume honours it).
+    #[serde(default)]
+    pub retries: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -302,6 +308,7 @@ impl RunRecord {
                         deletions: 0,
                         conflict_paths: Vec::new(),
                         violations: Vec::new(),
+                        after_agent: false,
                         started_ms: None,
                         ended_ms: None,
                     },
@@ -610,11 +617,18 @@ impl RunRecord {
                 self.verify = None;
                 self.phase = crate::record::Phase::Running;
             }
-            DomainReset { domain, .. } => {
+            DomainReset {
+                domain,
+                after_agent,
+                ..
+            } => {
                 if let Some(d) = self.domains.get_mut(domain) {
+                    d.after_agent = *after_agent;
                     d.status = DomainStatus::Pending;
                     d.reason = None;
                     d.ended_ms = None;
+                    d.branch_deleted = false;
+                    d.worktree_removed = false;
                 }
             }
             MergeRequested => {

@@ -227,7 +227,17 @@ pub fn describe(ev: &FarmEvent) -> Option<String> {
             )
         }
         Resumed { pid } => format!("resuming the run in process {pid}"),
-        DomainReset { domain, reason } => format!("{domain}: will run again ({reason})"),
+        DomainReset {
+            domain,
+            reason,
+            after_agent,
+        } => {
+            if *after_agent {
+                format!("{domain}: continues after its agent ({reason})")
+            } else {
+                format!("{domain}: will run again ({reason})")
+            }
+        }
         Phase { .. } | MergeRequested | RunFinished { .. } => return None,
     })
 }

@@ -234,3 +234,109 @@ fn a_run_in_progress_cannot_be_resumed_by_another_process() {
     std::fs::write(repo.scratch.join("go"), "").unwrap();
     assert_eq!(driver.wait().unwrap().code(), Some(0));
 }
+
+#[test]
+fn resume_does_not_run_a_finished_agent_again() {
+    let repo = TestRepo::new();
+    repo.write_plan(&sim_plan(
+        "",
+        &domain(
+            "log",
+            "log/**",
+            "append log/lines.txt one line per run of the agent",
+            "",
+        ),
+    ));
+    let id = crash(&repo, "after:committed");
+    repo.farm(&["resume", "--progress", "plain"]).expect(0);
+    assert_eq!(
+        repo.read("log/lines.txt"),
+        "one line per run of the agent\n"
+    );
+    assert_clean_end(&repo, &id);
+}
+
+#[test]
+fn resume_stops_a_verify_left_running_by_the_crash() {
+    let repo = TestRepo::new();
+    let s = repo.scratch.display().to_string();
+    repo.write_plan(&sim_plan(
+        &format!("verify: \"echo $$ > {s}/verify.pid; test -f {s}/ok || exec sleep 600\"\n"),
+        &domain("a", "a/**", "write a/x 1", ""),
+    ));
+    let mut driver = repo
+        .farm_cmd(&repo.root, &["run", "--progress", "none"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pidfile = repo.scratch.join("verify.pid");
+    wait_until("verify start", std::time::Duration::from_secs(20), || {
+        std::fs::read_to_string(&pidfile).is_ok_and(|t| t.ends_with('\n'))
+    });
+    driver.kill().unwrap();
+    driver.wait().unwrap();
+    let first_verify = read_pid(&pidfile);
+    assert!(
+        process_alive(first_verify),
+        "the verify outlives the killed driver"
+    );
+    std::fs::write(repo.scratch.join("ok"), "").unwrap();
+    repo.farm(&["resume", "--progress", "plain"]).expect(0);
+    assert!(
+        !process_alive(first_verify),
+        "resume stopped the old verify"
+    );
+    assert_clean_end(&repo, &repo.last_run());
+    assert_eq!(repo.read("a/x"), "1\n");
+}
+
+#[test]
+fn work_on_a_detached_head_survives_a_crash_and_clean() {
+    let repo = TestRepo::new();
+    let s = repo.scratch.display().to_string();
+    repo.write_plan(&format!(
+        "version: 1\nagent:\n  preset: custom\n  command: [sh, -c, \"git checkout -q --detach HEAD~1 && mkdir -p a && echo precious > a/new.txt && touch {s}/written && exec sleep 600\"]\ndomains:\n  - name: a\n    owns: [a/**]\n    prompt: p\n"
+    ));
+    let mut driver = repo
+        .farm_cmd(&repo.root, &["run", "--progress", "none"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until(
+        "the agent's write",
+        std::time::Duration::from_secs(20),
+        || repo.scratch.join("written").exists(),
+    );
+    driver.kill().unwrap();
+    driver.wait().unwrap();
+    let id = repo.last_run();
+    repo.farm(&["clean"]).expect(0);
+    assert_clean_end(&repo, &id);
+    assert_eq!(
+        repo.git(&["fsck", "--unreachable", "--no-reflogs", "--no-progress"]),
+        ""
+    );
+    let stray = format!("refs/farm/{id}/a/off-branch");
+    assert_eq!(repo.show(&format!("{stray}:a/new.txt")), "precious");
+}
+
+#[test]
+fn resume_retry_failed_gives_a_blocked_domain_a_clean_start() {
+    let repo = TestRepo::new();
+    let s = repo.scratch.display().to_string();
+    repo.write_plan(&format!(
+        "version: 1\nagent:\n  preset: custom\n  command: [sh, -c, \"if [ -f {s}/second ]; then mkdir -p a && echo ok > a/x; else touch {s}/second; echo stray > NOTES.md; fi\"]\ndomains:\n  - name: a\n    owns: [a/**]\n    prompt: p\n"
+    ));
+    repo.farm(&["run", "--progress", "none"]).expect(6);
+    assert_eq!(repo.record()["domains"]["a"]["status"], "blocked");
+    repo.farm(&["resume", "--retry-failed", "--progress", "plain"])
+        .expect(0);
+    let rec = repo.record();
+    assert_eq!(rec["domains"]["a"]["status"], "merged");
+    assert_eq!(repo.read("a/x"), "ok\n");
+    assert!(!repo.root.join("NOTES.md").exists());
+    let blocked = format!("refs/farm/{}/a/blocked", repo.last_run());
+    assert_eq!(repo.show(&format!("{blocked}:NOTES.md")), "stray");
+}

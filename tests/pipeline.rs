@@ -645,7 +645,13 @@ fn fifty_agents_at_once() {
             domain(
                 &format!("d{i:02}"),
                 &format!("gen/d{i:02}/**"),
-                &format!("touch {s}/started-{i}\nwait-for {s}/started-49 30s\nwrite gen/d{i:02}/out.txt {i}"),
+                &format!(
+                    "touch {s}/started-{i}\n{}write gen/d{i:02}/out.txt {i}",
+                    // Every agent waits for all fifty: a barrier no serial run could pass.
+                    (0..50)
+                        .map(|j| format!("wait-for {s}/started-{j} 60s\n"))
+                        .collect::<String>()
+                ),
                 "",
             )
         })

@@ -6,7 +6,7 @@ use crate::events::{DomainStatus, FarmEvent};
 use crate::lock::RunLock;
 use crate::record::Phase;
 use crate::runner::Farm;
-use crate::runner::finish::recover_run;
+use crate::runner::finish::{recover_run, reset_blocked};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
@@ -52,7 +52,9 @@ pub fn run(cwd: &Path, args: Args) -> anyhow::Result<i32> {
         return Ok(0);
     }
     crate::runner::finish::ensure_integration(&rec)?;
+    let keep_worktrees = args.keep_worktrees || rec.options.keep_worktrees;
     let mut farm = Farm::new(rec, super::run::reporters(args.progress))?;
+    farm.retries = farm.record.options.retries;
     farm.emit(FarmEvent::Resumed {
         pid: std::process::id(),
     });
@@ -66,13 +68,19 @@ pub fn run(cwd: &Path, args: Args) -> anyhow::Result<i32> {
         for ev in events {
             farm.emit(ev);
         }
-        let reset: Vec<(String, String)> = farm
+        let reset: Vec<(String, String, bool)> = farm
             .record
             .plan
             .domains
             .iter()
             .filter_map(|d| {
-                let s = farm.record.domain(&d.name)?.status;
+                let dr = farm.record.domain(&d.name)?;
+                let s = dr.status;
+                let agent_succeeded = dr
+                    .attempts
+                    .last()
+                    .and_then(|a| a.end.as_ref())
+                    .is_some_and(|e| e.success());
                 let why = if unfinished(s) {
                     format!("it was {s} when the run stopped")
                 } else if s == DomainStatus::Skipped {
@@ -82,21 +90,37 @@ pub fn run(cwd: &Path, args: Args) -> anyhow::Result<i32> {
                 } else {
                     return None;
                 };
-                Some((d.name.clone(), why))
+                Some((d.name.clone(), why, unfinished(s) && agent_succeeded))
             })
             .collect();
-        for (domain, reason) in reset {
-            farm.emit(FarmEvent::DomainReset { domain, reason });
+        for (domain, reason, after_agent) in reset {
+            // A blocked domain's branch holds the changes that blocked it: set them aside,
+            // or the audit would block the new attempt again.
+            if farm.record.domain(&domain).map(|d| d.status) == Some(DomainStatus::Blocked) {
+                let snapshot = farm.record.clone();
+                let d = domain.clone();
+                let events = tokio::task::spawn_blocking(move || reset_blocked(&snapshot, &d))
+                    .await
+                    .unwrap_or_default();
+                for ev in events {
+                    farm.emit(ev);
+                }
+            }
+            farm.emit(FarmEvent::DomainReset {
+                domain,
+                reason,
+                after_agent,
+            });
         }
         farm.dispatch().await;
         if farm.check_interrupt() {
             farm.cleanup(true, false).await;
         } else if farm.record.options.no_merge {
-            farm.cleanup(!args.keep_worktrees, false).await;
+            farm.cleanup(!keep_worktrees, false).await;
         } else {
             farm.merge_pending().await;
             farm.verify_and_land().await;
-            farm.cleanup(!args.keep_worktrees, false).await;
+            farm.cleanup(!keep_worktrees, false).await;
         }
     });
     Ok(super::run::conclude(&mut farm, args.json))

@@ -334,6 +334,7 @@ pub fn run(cwd: &Path, args: Args) -> anyhow::Result<i32> {
         keep_worktrees: args.keep_worktrees,
         no_merge: args.no_merge,
         deadline_ms: args.deadline.map(|d| d.as_millis() as u64),
+        retries: args.retries,
     };
     let rec = RunRecord::new(
         run_id.clone(),

@@ -40,6 +40,8 @@ pub struct DomainJob {
     pub policy: Policy,
     /// Continue a domain of an interrupted run: its branch (and maybe worktree) exist already.
     pub resume: bool,
+    /// Resuming a domain whose last agent attempt succeeded: do not run the agent again.
+    pub agent_done: bool,
     /// Number of the first attempt this job makes (attempts of earlier runs come before).
     pub first_attempt: u32,
     /// Live watching: the run's watcher, and where to say how this worktree is watched.
@@ -205,7 +207,8 @@ pub async fn run(job: DomainJob, tx: mpsc::Sender<Timed>, mut cancel: CancelRx) 
     };
 
     // Setup commands: a failure fails this domain only.
-    for cmd in &job.setup {
+    // A resumed domain whose agent had already succeeded goes straight to its audit.
+    for cmd in job.setup.iter().filter(|_| !job.agent_done) {
         let log = job.paths.setup_log(&name);
         let _ = process::log_line(&log, &format!("$ {}", cmd.display()));
         let r = process::run(&spec_for(cmd.argv(), log), |_| {}, &mut cancel).await;
@@ -229,10 +232,13 @@ pub async fn run(job: DomainJob, tx: mpsc::Sender<Timed>, mut cancel: CancelRx) 
 
     let argv = agent::argv(&job.agent, &job.self_exe, &vars);
     let log = job.paths.output_log(&name);
-    let mut last_end = AttemptEnd::Exited { code: -1 };
+    let mut last_end = AttemptEnd::Exited {
+        code: if job.agent_done { 0 } else { -1 },
+    };
     let mut head: Option<String> = None;
     let mut refused = 0usize;
-    for attempt in job.first_attempt..=job.first_attempt + job.retries {
+    for attempt in (job.first_attempt..=job.first_attempt + job.retries).filter(|_| !job.agent_done)
+    {
         let _ = process::log_line(
             &log,
             &format!("=== agent-farm: domain {name}, attempt {attempt}, argv {argv:?}"),
@@ -343,10 +349,7 @@ pub async fn run(job: DomainJob, tx: mpsc::Sender<Timed>, mut cancel: CancelRx) 
             if repaired {
                 tracing::warn!("restored the .git file of {}", wt.display());
             }
-            let before = git::secure_head(&wt, &branch, &keep)?;
-            let commit = git::commit_all(&wt, &msg, &exclude)?;
-            let after = git::secure_head(&wt, &branch, &keep)?;
-            Ok((before, commit, after))
+            git::commit_work(&wt, &branch, &keep, &msg, &exclude)
         })
         .await;
         match committed {

@@ -388,7 +388,13 @@ pub fn cleanup_run(rec: &RunRecord, remove_worktrees: bool, force: bool) -> Vec<
                     run = rec.run_id,
                     path = d.worktree.display()
                 );
-                match git::snapshot_dir_onto_branch(&repo, &d.worktree, &d.branch, &msg) {
+                match git::snapshot_dir_onto_branch(
+                    &repo,
+                    &d.worktree,
+                    &d.branch,
+                    &msg,
+                    &rec.plan.copy,
+                ) {
                     Ok(Some(c)) => warn(
                         &mut out,
                         Some(&d.name),
@@ -418,8 +424,9 @@ pub fn cleanup_run(rec: &RunRecord, remove_worktrees: bool, force: bool) -> Vec<
                             run = rec.run_id
                         );
                         let keep = super::domain::stray_ref(&rec.run_id, &d.name);
-                        let res = git::secure_head(&d.worktree, &d.branch, &keep)
-                            .and_then(|_| git::commit_all(&d.worktree, &msg, &rec.plan.copy));
+                        let res =
+                            git::commit_work(&d.worktree, &d.branch, &keep, &msg, &rec.plan.copy)
+                                .map(|(_, c, _)| c);
                         match res {
                             Ok(Some(c)) => warn(
                                 &mut out,
@@ -602,21 +609,63 @@ pub fn ensure_integration(rec: &RunRecord) -> Result<(), git::GitError> {
 /// Agents of a run whose driver died may still be running: stop them (only process groups that
 /// carry this run's id in their environment, so a recycled pid is never hit).
 pub fn kill_leftovers(rec: &RunRecord, out: &mut Vec<FarmEvent>) {
-    for d in rec.domains.values() {
-        for a in d.attempts.iter().filter(|a| a.ended_ms.is_none()) {
-            let Some(pid) = a.pid else { continue };
-            let killed = super::process::kill_leftover_group(pid, &rec.run_id);
-            if !killed.is_empty() {
-                out.push(FarmEvent::Warning {
-                    domain: Some(d.name.clone()),
-                    message: format!(
-                        "killed the agent's process group {pid} left from the run ({} process(es))",
-                        killed.len()
-                    ),
-                });
-            }
-        }
+    let killed = super::process::kill_run_processes(&rec.run_id);
+    if !killed.is_empty() {
+        out.push(FarmEvent::Warning {
+            domain: None,
+            message: format!(
+                "stopped {} process(es) left from the run (agents, setup or verify; pids {killed:?})",
+                killed.len()
+            ),
+        });
     }
+}
+
+/// Before a blocked domain runs again: keep its branch's tip under
+/// `refs/farm/<run>/<domain>/blocked` and move the branch back to its start, removing its
+/// worktree (which holds nothing uncommitted after the run). Blocking.
+pub fn reset_blocked(rec: &RunRecord, domain: &str) -> Vec<FarmEvent> {
+    let mut out = Vec::new();
+    let Some(d) = rec.domain(domain) else {
+        return out;
+    };
+    let res = (|| -> Result<(), git::GitError> {
+        let repo = git::open(&rec.repo)?;
+        let start: git2::Oid = d
+            .start_commit
+            .as_ref()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| git::GitError::Other("no start commit recorded".into()))?;
+        let Some(tip) = git::branch_tip(&repo, &d.branch) else {
+            return Ok(());
+        };
+        let keep = format!("refs/farm/{}/{}/blocked", rec.run_id, d.name);
+        repo.reference(&keep, tip, true, "agent-farm: blocked attempt set aside")
+            .map_err(|source| git::GitError::Git {
+                context: format!("cannot create {keep}"),
+                source,
+            })?;
+        git::remove_worktree(&repo, &d.worktree_admin, &d.worktree)?;
+        repo.reference_matching(
+            &format!("refs/heads/{}", d.branch),
+            start,
+            true,
+            tip,
+            "agent-farm: retry a blocked domain from its start",
+        )
+        .map_err(|source| git::GitError::Git {
+            context: format!("cannot reset {}", d.branch),
+            source,
+        })?;
+        Ok(())
+    })();
+    if let Err(e) = res {
+        out.push(FarmEvent::Warning {
+            domain: Some(domain.to_string()),
+            message: format!("cannot set the blocked attempt aside: {e}"),
+        });
+    }
+    out
 }
 
 /// Bring an interrupted run back to a state it can continue from: stop its leftover agents,
@@ -624,6 +673,19 @@ pub fn kill_leftovers(rec: &RunRecord, out: &mut Vec<FarmEvent>) {
 pub fn recover_run(rec: &RunRecord) -> Vec<FarmEvent> {
     let mut out = Vec::new();
     kill_leftovers(rec, &mut out);
+    // Attempts the crash cut short are closed: their agents are gone now.
+    for d in rec.domains.values() {
+        for a in d.attempts.iter().filter(|a| a.ended_ms.is_none()) {
+            out.push(FarmEvent::AgentFinished {
+                domain: d.name.clone(),
+                attempt: a.number,
+                end: crate::events::AttemptEnd::Cancelled {
+                    reason: "agent-farm stopped while it ran".into(),
+                },
+                duration_ms: 0,
+            });
+        }
+    }
     for d in rec.domains.values() {
         if d.status.is_terminal() && d.status != DomainStatus::Cancelled {
             continue;
@@ -640,8 +702,8 @@ pub fn recover_run(rec: &RunRecord) -> Vec<FarmEvent> {
             name = d.name,
             run = rec.run_id
         );
-        match git::secure_head(&d.worktree, &d.branch, &keep)
-            .and_then(|_| git::commit_all(&d.worktree, &msg, &rec.plan.copy))
+        match git::commit_work(&d.worktree, &d.branch, &keep, &msg, &rec.plan.copy)
+            .map(|(_, c, _)| c)
         {
             Ok(Some(c)) => out.push(FarmEvent::Committed {
                 domain: d.name.clone(),
@@ -668,6 +730,18 @@ pub fn cleanup_without_record(
     force: bool,
 ) -> Vec<FarmEvent> {
     let mut out = Vec::new();
+    // Files copied into worktrees (secrets) must never be committed; without the record, the
+    // repository's plan is the best source for that list.
+    let copy: &[String] = &crate::plan::load(&crate::plan::default_path(repo_dir))
+        .map(|p| p.copy)
+        .unwrap_or_default();
+    let killed = super::process::kill_run_processes(run_id);
+    if !killed.is_empty() {
+        out.push(FarmEvent::Warning {
+            domain: None,
+            message: format!("stopped {} process(es) left from the run", killed.len()),
+        });
+    }
     let warn = |out: &mut Vec<FarmEvent>, message: String| {
         out.push(FarmEvent::Warning {
             domain: None,
@@ -703,8 +777,7 @@ pub fn cleanup_without_record(
                 if p.is_empty() {
                     Ok(None)
                 } else {
-                    git::secure_head(&path, &branch, &keep)?;
-                    git::commit_all(&path, &msg, &[])
+                    git::commit_work(&path, &branch, &keep, &msg, copy).map(|(_, c, _)| c)
                 }
             });
             if let Err(e) = res

@@ -55,6 +55,7 @@ fn is_critical(ev: &FarmEvent) -> bool {
     matches!(
         ev,
         AgentStarted { .. }
+            | DomainPreparing { .. }
             | WorktreeReady { .. }
             | Committed { .. }
             | DomainFinished { .. }
@@ -389,6 +390,7 @@ impl Farm {
             self_exe: self.self_exe.clone(),
             watch: None,
             resume: dr.start_commit.is_some(),
+            agent_done: dr.after_agent,
             first_attempt: dr.attempts.iter().map(|a| a.number).max().unwrap_or(0) + 1,
         })
     }
@@ -523,6 +525,8 @@ impl Farm {
                 break;
             }
             tokio::select! {
+                // Domain events first: a change batch is classified against up-to-date state.
+                biased;
                 Some(t) = rx.recv() => {
                     let finished = match &t.event {
                         FarmEvent::DomainFinished { domain, .. } => Some(domain.clone()),

@@ -154,6 +154,37 @@ pub fn started_for_run(pid: u32, run_id: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// Kill every process agent-farm started for `run_id` that is still alive (after a crash):
+/// agents, their children, setup and verify commands, found by `AGENT_FARM_RUN_ID` in their
+/// environment, so that no recycled pid is ever hit. Returns the pids killed.
+pub fn kill_run_processes(run_id: &str) -> Vec<u32> {
+    let me = std::process::id();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let ours: Vec<u32> = dir
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| *pid != me && started_for_run(*pid, run_id))
+        .collect();
+    let own_group = nix::unistd::getpgrp().as_raw();
+    let mut groups: Vec<i32> = ours
+        .iter()
+        .filter_map(|pid| nix::unistd::getpgid(Some(Pid::from_raw(*pid as i32))).ok())
+        .map(|g| g.as_raw())
+        .filter(|g| *g > 1 && *g != own_group)
+        .collect();
+    groups.sort_unstable();
+    groups.dedup();
+    for g in &groups {
+        let _ = killpg(Pid::from_raw(*g), Signal::SIGKILL);
+    }
+    for pid in &ours {
+        let _ = nix::sys::signal::kill(Pid::from_raw(*pid as i32), Signal::SIGKILL);
+    }
+    ours
+}
+
 /// Kill what is left of a process group that agent-farm started for `run_id` (after a crash).
 /// Returns the pids that were alive and ours.
 pub fn kill_leftover_group(pgid: u32, run_id: &str) -> Vec<u32> {
