@@ -105,6 +105,7 @@ pub struct OwnershipMap {
     domains: Vec<(String, Owns)>,
     shared: Owns,
     ignore: Owns,
+    shared_globs: Vec<String>,
 }
 
 impl OwnershipMap {
@@ -124,6 +125,7 @@ impl OwnershipMap {
                 .collect::<Result<_, String>>()?,
             shared: Owns::new(shared)?,
             ignore: Owns::new(ignore)?,
+            shared_globs: shared.iter().flat_map(|p| expand(p)).collect(),
         })
     }
 
@@ -164,9 +166,19 @@ impl OwnershipMap {
     /// commands whose targets the CLI can read).
     pub fn deny_rules_for(&self, domain: &str, plan_domains: &[Domain]) -> Vec<String> {
         let mut out = Vec::new();
+        // Never deny what the domain may change itself: its own paths and the shared ones.
+        let allowed: Vec<String> = plan_domains
+            .iter()
+            .filter(|d| d.name == domain)
+            .flat_map(|d| d.owns.iter().flat_map(|p| expand(p)))
+            .chain(self.shared_globs.iter().cloned())
+            .collect();
         for d in plan_domains.iter().filter(|d| d.name != domain) {
             for p in &d.owns {
                 for g in expand(p) {
+                    if allowed.iter().any(|a| common_path(a, &g).is_some()) {
+                        continue;
+                    }
                     let rule = format!("Edit(./{g})");
                     if !out.contains(&rule) {
                         out.push(rule);
@@ -377,6 +389,90 @@ fn witness(glob: &str) -> String {
     out
 }
 
+fn lit_prefix(seg: &str) -> &str {
+    &seg[..seg.find(['*', '?', '[', '{', '\\']).unwrap_or(seg.len())]
+}
+
+fn lit_suffix(seg: &str) -> &str {
+    match seg.rfind(['*', '?', ']', '}']) {
+        Some(i) => &seg[i + 1..],
+        None => seg,
+    }
+}
+
+fn seg_matches(glob: &str, s: &str) -> bool {
+    build(glob)
+        .map(|g| g.compile_matcher().is_match(s))
+        .unwrap_or(false)
+}
+
+/// A single path segment matching both single-segment globs `x` and `y`, if one is easy to find.
+fn common_segment(x: &str, y: &str) -> Option<String> {
+    let candidates = [
+        witness(x),
+        witness(y),
+        format!("{}{}", lit_prefix(y), lit_suffix(x)),
+        format!("{}{}", lit_prefix(x), lit_suffix(y)),
+        format!(
+            "{}{}{}{}",
+            lit_prefix(x),
+            lit_prefix(y),
+            lit_suffix(x),
+            lit_suffix(y)
+        ),
+        format!(
+            "{}{}{}{}",
+            lit_prefix(y),
+            lit_prefix(x),
+            lit_suffix(y),
+            lit_suffix(x)
+        ),
+    ];
+    candidates
+        .into_iter()
+        .find(|c| !c.is_empty() && seg_matches(x, c) && seg_matches(y, c))
+}
+
+/// A path matched by both globs, found by unifying them segment by segment (`**` may stand for
+/// any number of the other glob's segments). Sound (the result matches both), not complete.
+pub fn common_path(a: &str, b: &str) -> Option<String> {
+    fn go(a: &[&str], b: &[&str], depth: usize) -> Option<Vec<String>> {
+        if depth > 64 {
+            return None;
+        }
+        match (a.first(), b.first()) {
+            (None, None) => Some(Vec::new()),
+            // `**` standing for one more of b's segments first (a path must end in a file),
+            // then for none.
+            (Some(&"**"), _) => b
+                .split_first()
+                .and_then(|(first, rest)| {
+                    let seg = if *first == "**" {
+                        "w".to_string()
+                    } else {
+                        witness(first)
+                    };
+                    let mut tail = go(a, rest, depth + 1)?;
+                    tail.insert(0, seg);
+                    Some(tail)
+                })
+                .or_else(|| go(&a[1..], b, depth + 1)),
+            (_, Some(&"**")) => go(b, a, depth + 1),
+            (Some(x), Some(y)) => {
+                let seg = common_segment(x, y)?;
+                let mut tail = go(&a[1..], &b[1..], depth + 1)?;
+                tail.insert(0, seg);
+                Some(tail)
+            }
+            _ => None,
+        }
+    }
+    let sa: Vec<&str> = a.split('/').collect();
+    let sb: Vec<&str> = b.split('/').collect();
+    let path = go(&sa, &sb, 0)?.join("/");
+    (seg_matches(a, &path) && seg_matches(b, &path)).then_some(path)
+}
+
 /// Overlaps provable from the patterns alone: one domain's pattern matches a path that another
 /// domain's pattern also matches (`src/**` and `src/api/**` both own `src/api/w`).
 pub fn pattern_overlaps(domains: &[Domain]) -> Vec<Problem> {
@@ -389,19 +485,13 @@ pub fn pattern_overlaps(domains: &[Domain]) -> Vec<Problem> {
         for j in i + 1..compiled.len() {
             let (a, oa) = &compiled[i];
             let (b, ob) = &compiled[j];
-            let example = a
-                .owns
+            let globs = |d: &Domain| d.owns.iter().flat_map(|p| expand(p)).collect::<Vec<_>>();
+            let (ga, gb) = (globs(a), globs(b));
+            let example = ga
                 .iter()
-                .flat_map(|p| expand(p))
-                .map(|g| witness(&g))
-                .find(|w| ob.matches(w) && oa.matches(w))
-                .or_else(|| {
-                    b.owns
-                        .iter()
-                        .flat_map(|p| expand(p))
-                        .map(|g| witness(&g))
-                        .find(|w| oa.matches(w) && ob.matches(w))
-                });
+                .flat_map(|x| gb.iter().map(move |y| (x, y)))
+                .find_map(|(x, y)| common_path(x, y))
+                .filter(|w| oa.matches(w) && ob.matches(w));
             if let Some(w) = example {
                 out.push(Problem {
                     line: b.line,

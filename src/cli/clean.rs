@@ -75,21 +75,21 @@ pub fn run(cwd: &Path, args: Args) -> anyhow::Result<i32> {
             .into());
         }
         let events = cleanup_run(&rec, true, args.force);
-        let mut rec = rec;
+        let run_id = rec.run_id.clone();
+        // Through the run's event log, like every other change of its record.
+        let mut farm = crate::runner::Farm::new(rec, Vec::new())?;
         let mut kept = 0;
         for ev in &events {
             if matches!(ev, crate::events::FarmEvent::BranchKept { .. }) {
                 kept += 1;
             }
             if let Some(line) = describe(ev) {
-                println!("{}: {line}", rec.run_id);
+                println!("{run_id}: {line}");
             }
-            rec.apply(&crate::events::Timed {
-                at_ms: crate::events::now_ms(),
-                event: ev.clone(),
-            });
+            farm.emit(ev.clone());
         }
-        rec.save()?;
+        farm.flush();
+        let rec = &farm.record;
         if events.is_empty() {
             println!("{}: nothing left to clean", rec.run_id);
         } else if kept > 0 && !args.force {
