@@ -50,6 +50,29 @@ impl RunLock {
     }
 }
 
+/// The repository-wide landing lock: runs side by side land one after the other, each planning,
+/// verifying and landing against an `into` nobody else moves meanwhile. Blocks until free.
+#[derive(Debug)]
+pub struct LandLock {
+    _lock: Flock<std::fs::File>,
+}
+
+impl LandLock {
+    pub fn acquire(common_dir: &Path) -> std::io::Result<LandLock> {
+        let dir = common_dir.join("agent-farm");
+        std::fs::create_dir_all(&dir)?;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(dir.join("land.lock"))?;
+        Flock::lock(file, FlockArg::LockExclusive)
+            .map(|l| LandLock { _lock: l })
+            .map_err(|(_, e)| std::io::Error::from(e))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

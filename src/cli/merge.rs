@@ -42,5 +42,8 @@ pub fn run(cwd: &Path, args: Args) -> anyhow::Result<i32> {
         farm.verify_and_land().await;
         farm.cleanup(!args.keep_worktrees, false).await;
     });
+    // Nothing may keep the process alive once the run is concluded (e.g. a blocking wait
+    // for another run's landing lock after an interrupt).
+    rt.shutdown_background();
     Ok(super::run::conclude(&mut farm, args.json))
 }

@@ -120,6 +120,36 @@ impl Farm {
         if self.check_interrupt() {
             return;
         }
+        // One run lands at a time in a repository; wait for the others (cancellable).
+        let common = self.record.common_dir.clone();
+        let mut cancel = self.cancel_rx.clone();
+        let lock = tokio::select! {
+            l = tokio::task::spawn_blocking(move || crate::lock::LandLock::acquire(&common)) => l,
+            c = process::cancelled(&mut cancel) => {
+                let _ = c;
+                self.check_interrupt();
+                return;
+            }
+        };
+        let _land_lock = match lock {
+            Ok(Ok(l)) => l,
+            Ok(Err(e)) => {
+                self.emit(FarmEvent::NotLanded {
+                    into: self.record.into.clone(),
+                    reason: format!("cannot take the landing lock: {e}"),
+                    command: None,
+                });
+                return;
+            }
+            Err(e) => {
+                self.emit(FarmEvent::NotLanded {
+                    into: self.record.into.clone(),
+                    reason: format!("cannot take the landing lock: {e}"),
+                    command: None,
+                });
+                return;
+            }
+        };
         let rec = &self.record;
         let repo_dir = rec.repo.clone();
         let integration = rec.integration_branch.clone();
