@@ -408,6 +408,27 @@ pub fn uncommitted(path: &Path) -> Result<Vec<String>> {
         .collect())
 }
 
+/// The tree of commit `id`.
+fn tree_of(repo: &Repository, id: Oid) -> Result<git2::Tree<'_>> {
+    repo.find_commit(id)
+        .and_then(|c| c.tree())
+        .ctx(|| format!("cannot read {id}"))
+}
+
+/// The conflicting paths of a merge index, sorted.
+fn conflict_paths(index: &git2::Index) -> Result<Vec<String>> {
+    let mut paths: Vec<String> = index
+        .conflicts()
+        .ctx(|| "cannot list conflicts".into())?
+        .filter_map(|c| c.ok())
+        .filter_map(|c| c.our.or(c.their).or(c.ancestor))
+        .map(|e| String::from_utf8_lossy(&e.path).into_owned())
+        .collect();
+    paths.sort();
+    paths.dedup();
+    Ok(paths)
+}
+
 /// What changed between two commits.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ChangeStats {
@@ -417,14 +438,8 @@ pub struct ChangeStats {
 }
 
 pub fn change_stats(repo: &Repository, from: Oid, to: Oid) -> Result<ChangeStats> {
-    let a = repo
-        .find_commit(from)
-        .and_then(|c| c.tree())
-        .ctx(|| format!("cannot read {from}"))?;
-    let b = repo
-        .find_commit(to)
-        .and_then(|c| c.tree())
-        .ctx(|| format!("cannot read {to}"))?;
+    let a = tree_of(repo, from)?;
+    let b = tree_of(repo, to)?;
     let mut opts = git2::DiffOptions::new();
     let mut diff = repo
         .diff_tree_to_tree(Some(&a), Some(&b), Some(&mut opts))
@@ -460,14 +475,8 @@ pub struct DiffEntry {
 
 /// Every changed path from `from` to `to`, with renames detected.
 pub fn diff_entries(repo: &Repository, from: Oid, to: Oid) -> Result<Vec<DiffEntry>> {
-    let a = repo
-        .find_commit(from)
-        .and_then(|c| c.tree())
-        .ctx(|| format!("cannot read {from}"))?;
-    let b = repo
-        .find_commit(to)
-        .and_then(|c| c.tree())
-        .ctx(|| format!("cannot read {to}"))?;
+    let a = tree_of(repo, from)?;
+    let b = tree_of(repo, to)?;
     let mut diff = repo
         .diff_tree_to_tree(Some(&a), Some(&b), None)
         .ctx(|| "cannot diff".into())?;
@@ -510,10 +519,7 @@ pub fn revert_paths(
         .ctx(|| format!("cannot read {branch}"))?;
     let tip_commit = repo.find_commit(tip).ctx(|| format!("cannot read {tip}"))?;
     let tip_tree = tip_commit.tree().ctx(|| "cannot read tree".into())?;
-    let start_tree = repo
-        .find_commit(start)
-        .and_then(|c| c.tree())
-        .ctx(|| format!("cannot read {start}"))?;
+    let start_tree = tree_of(&repo, start)?;
     let mut update = git2::build::TreeUpdateBuilder::new();
     for p in paths {
         match start_tree.get_path(Path::new(p)) {
@@ -553,14 +559,8 @@ pub fn revert_paths(
 
 /// The patch from `from` to `to` limited to `paths`, as text.
 pub fn patch_for(repo: &Repository, from: Oid, to: Oid, paths: &[String]) -> Result<String> {
-    let a = repo
-        .find_commit(from)
-        .and_then(|c| c.tree())
-        .ctx(|| format!("cannot read {from}"))?;
-    let b = repo
-        .find_commit(to)
-        .and_then(|c| c.tree())
-        .ctx(|| format!("cannot read {to}"))?;
+    let a = tree_of(repo, from)?;
+    let b = tree_of(repo, to)?;
     let mut opts = git2::DiffOptions::new();
     opts.disable_pathspec_match(true);
     for p in paths {
@@ -636,15 +636,7 @@ pub fn conflicts_between(repo: &Repository, a: Oid, b: Oid) -> Result<Vec<String
     if !index.has_conflicts() {
         return Ok(Vec::new());
     }
-    let mut paths: Vec<String> = index
-        .conflicts()
-        .ctx(|| "cannot list conflicts".into())?
-        .filter_map(|c| c.ok())
-        .filter_map(|c| c.our.or(c.their).or(c.ancestor))
-        .map(|e| String::from_utf8_lossy(&e.path).into_owned())
-        .collect();
-    paths.sort();
-    paths.dedup();
+    let paths = conflict_paths(&index)?;
     Ok(paths)
 }
 
@@ -668,15 +660,7 @@ pub fn merge_commits(
         .merge_commits(&oc, &tc, Some(&opts))
         .ctx(|| "cannot merge in memory".into())?;
     if index.has_conflicts() {
-        let mut paths: Vec<String> = index
-            .conflicts()
-            .ctx(|| "cannot list conflicts".into())?
-            .filter_map(|c| c.ok())
-            .filter_map(|c| c.our.or(c.their).or(c.ancestor))
-            .map(|e| String::from_utf8_lossy(&e.path).into_owned())
-            .collect();
-        paths.sort();
-        paths.dedup();
+        let paths = conflict_paths(&index)?;
         return Ok(Err(paths));
     }
     let tree_id = index
@@ -874,14 +858,8 @@ pub fn is_merged(repo: &Repository, branch_tip: Oid, from: Oid) -> bool {
 /// Whether everything `start..tip` changed is in `into` with the same content, as after a
 /// squash merge or a cherry-pick (which leave no ancestry behind).
 pub fn content_merged(repo: &Repository, start: Oid, tip: Oid, into: Oid) -> Result<bool> {
-    let into_tree = repo
-        .find_commit(into)
-        .and_then(|c| c.tree())
-        .ctx(|| format!("cannot read {into}"))?;
-    let tip_tree = repo
-        .find_commit(tip)
-        .and_then(|c| c.tree())
-        .ctx(|| format!("cannot read {tip}"))?;
+    let into_tree = tree_of(repo, into)?;
+    let tip_tree = tree_of(repo, tip)?;
     for e in diff_entries(repo, start, tip)? {
         let paths = [e.new_path.as_deref(), e.old_path.as_deref()];
         for p in paths.into_iter().flatten() {
@@ -987,6 +965,38 @@ pub fn snapshot_dir_onto_branch(
     repo.reference_matching(&refname, commit, true, tip, message)
         .ctx(|| format!("cannot move {branch}"))?;
     Ok(Some(commit))
+}
+
+/// Remove lock files a killed process left on the run's refs and worktrees (`*.lock` under
+/// `refs/heads/farm/<run>/` and `refs/farm/<run>/`, `index.lock` and `HEAD.lock` of its worktree
+/// entries). Only call once no process of the run is alive. Returns the files removed.
+pub fn remove_stale_locks(repo: &Repository, run_id: &str, admins: &[String]) -> Vec<PathBuf> {
+    let common = repo.commondir().to_path_buf();
+    let mut found = Vec::new();
+    let mut stack = vec![
+        common.join("refs/heads/farm").join(run_id),
+        common.join("refs/farm").join(run_id),
+    ];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "lock") {
+                found.push(p);
+            }
+        }
+    }
+    for a in admins {
+        for f in ["index.lock", "HEAD.lock"] {
+            let p = common.join("worktrees").join(a).join(f);
+            if p.exists() {
+                found.push(p);
+            }
+        }
+    }
+    found.retain(|p| std::fs::remove_file(p).is_ok());
+    found
 }
 
 /// Delete a local branch if it exists. Returns whether it existed.

@@ -410,7 +410,7 @@ pub fn cleanup_run(rec: &RunRecord, remove_worktrees: bool, force: bool) -> Vec<
             }
             // Never remove uncommitted work: commit it on the domain's branch first.
             let _ = git::repair_worktree_link(&repo, &d.worktree_admin, &d.worktree);
-            if d.worktree.exists() && !admin_exists {
+            if d.worktree.exists() && !admin_exists && d.worktree_created {
                 // git forgot this worktree: keep its files by committing them from outside.
                 let msg = format!(
                     "farm({name}): files recovered by cleanup\n\nFound in {path}, a worktree git no longer knew.\n\nFarm-Run: {run}\nFarm-Domain: {name}\nFarm-Outcome: recovered\n",
@@ -444,7 +444,7 @@ pub fn cleanup_run(rec: &RunRecord, remove_worktrees: bool, force: bool) -> Vec<
                     }
                     Err(_) => {}
                 }
-            } else if d.worktree.exists() {
+            } else if d.worktree.exists() && d.worktree_created {
                 match git::uncommitted(&d.worktree) {
                     Ok(paths) if paths.is_empty() => {}
                     Ok(paths) => {
@@ -649,6 +649,30 @@ pub fn kill_leftovers(rec: &RunRecord, out: &mut Vec<FarmEvent>) {
             ),
         });
     }
+    // Nothing of the run is alive now (and the run lock keeps every other agent-farm out):
+    // lock files on its refs and worktrees are leftovers of a process killed mid-write.
+    if let Ok(repo) = git::open(&rec.repo) {
+        let admins: Vec<String> = rec
+            .domains
+            .values()
+            .map(|d| d.worktree_admin.clone())
+            .collect();
+        let removed = git::remove_stale_locks(&repo, &rec.run_id, &admins);
+        if !removed.is_empty() {
+            out.push(FarmEvent::Warning {
+                domain: None,
+                message: format!(
+                    "removed {} stale lock file(s) left by a killed process: {}",
+                    removed.len(),
+                    removed
+                        .iter()
+                        .map(|p| p.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            });
+        }
+    }
 }
 
 /// Before a blocked domain runs again: keep its branch's tip under
@@ -718,6 +742,20 @@ pub fn recover_run(rec: &RunRecord) -> Vec<FarmEvent> {
     }
     for d in rec.domains.values() {
         if d.status.is_terminal() && d.status != DomainStatus::Cancelled {
+            continue;
+        }
+        if !d.worktree_created {
+            // Its checkout may have been cut short, and no agent ran in it yet: start it over
+            // rather than commit a half-written checkout (files missing would be deletions).
+            if let Ok(repo) = git::open(&rec.repo)
+                && (d.worktree.exists() || repo.find_worktree(&d.worktree_admin).is_ok())
+                && let Err(e) = git::remove_worktree(&repo, &d.worktree_admin, &d.worktree)
+            {
+                out.push(FarmEvent::Warning {
+                    domain: Some(d.name.clone()),
+                    message: format!("cannot remove its half-made worktree: {e}"),
+                });
+            }
             continue;
         }
         if !d.worktree.join(".git").exists() {
