@@ -469,8 +469,9 @@ fn retries_rerun_a_failing_agent_and_keep_every_attempt() {
 #[test]
 fn deadline_stops_what_still_runs_and_keeps_what_is_done() {
     let repo = TestRepo::new();
+    // What is done is still verified and landed after the deadline.
     repo.write_plan(&sim_plan(
-        "",
+        "verify: test -f done/x\n",
         &[
             domain("done", "done/**", "write done/x 1", ""),
             domain("forever", "forever/**", "write forever/part 1\nhang", ""),

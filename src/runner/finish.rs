@@ -125,8 +125,7 @@ impl Farm {
         let mut cancel = self.cancel_rx.clone();
         let lock = tokio::select! {
             l = tokio::task::spawn_blocking(move || crate::lock::LandLock::acquire(&common)) => l,
-            c = process::cancelled(&mut cancel) => {
-                let _ = c;
+                        _ = process::interrupted(&mut cancel) => {
                 self.check_interrupt();
                 return;
             }
@@ -308,7 +307,7 @@ impl Farm {
                     idle_timeout: None,
                     stdout_lines: None,
                 };
-                let mut cancel = self.cancel_rx.clone();
+                let mut cancel = self.interrupt_rx();
                 let r = process::run(&spec, |_| {}, &mut cancel).await;
                 (r.end, r.duration.as_millis() as u64)
             }

@@ -242,6 +242,23 @@ impl Farm {
         rx
     }
 
+    /// A cancellation channel that follows only interrupts (signals): for merge, verify and
+    /// landing, which fail-fast and the deadline must not stop.
+    pub fn interrupt_rx(&self) -> process::CancelRx {
+        let only = |c: &Option<Cancel>| c.clone().filter(|c| c.interrupt);
+        let (tx, rx) = watch::channel(only(&self.cancel_rx.borrow()));
+        let mut run_rx = self.cancel_rx.clone();
+        tokio::spawn(async move {
+            while run_rx.changed().await.is_ok() {
+                let c = only(&run_rx.borrow_and_update());
+                if c.is_some() && tx.send(c).is_err() {
+                    break;
+                }
+            }
+        });
+        rx
+    }
+
     /// Ask every running process to stop (fail-fast, deadline).
     pub fn cancel(&self, reason: String) {
         if self.cancel_rx.borrow().is_none() {

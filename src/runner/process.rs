@@ -106,6 +106,19 @@ pub async fn cancelled(rx: &mut CancelRx) -> Cancel {
     }
 }
 
+/// Wait until a signal interrupts the run (fail-fast and the deadline do not count: they stop
+/// agents, not the merge, verify and landing of what finished).
+pub async fn interrupted(rx: &mut CancelRx) {
+    loop {
+        if rx.borrow_and_update().as_ref().is_some_and(|c| c.interrupt) {
+            return;
+        }
+        if rx.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
 async fn immediate(rx: &mut CancelRx) {
     loop {
         if rx.borrow_and_update().as_ref().is_some_and(|c| c.immediate) {
