@@ -37,3 +37,16 @@ fn sim_fixture_runs() {
     repo.assert_matches_report();
     repo.assert_nothing_created();
 }
+
+#[test]
+fn run_records_of_an_earlier_format_still_load() {
+    // Written by the first version of the record (before the claude options, ownership and
+    // resume fields existed); `status` must still read such runs.
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/records/early-format-run.json");
+    let rec = agent_farm::record::RunRecord::load(&path).unwrap();
+    assert_eq!(rec.domains.len(), 4);
+    assert_eq!(rec.plan.agent.permission_mode, "acceptEdits");
+    let report = agent_farm::report::build(&rec, 0);
+    assert_eq!(report.exit_code, 0);
+}

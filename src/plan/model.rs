@@ -301,15 +301,33 @@ pub struct AgentConfig {
     pub retries: u32,
     #[serde(with = "humantime_serde_compat")]
     pub retry_backoff: Duration,
-    #[serde(with = "humantime_serde_compat")]
+    // Fields added after the first record format default when an older run record is read.
+    #[serde(
+        with = "humantime_serde_compat",
+        default = "default_rate_limit_backoff"
+    )]
     pub rate_limit_backoff: Duration,
+    #[serde(default)]
     pub model: Option<String>,
     /// Explicit `preamble:`; see [`AgentConfig::preamble`].
+    #[serde(default)]
     pub preamble: Option<bool>,
+    #[serde(default = "default_permission_mode")]
     pub permission_mode: String,
+    #[serde(default)]
     pub allowed_tools: Vec<String>,
+    #[serde(default)]
     pub disallowed_tools: Vec<String>,
+    #[serde(default)]
     pub max_budget_usd: Option<f64>,
+}
+
+fn default_rate_limit_backoff() -> Duration {
+    DEFAULT_RATE_LIMIT_BACKOFF
+}
+
+fn default_permission_mode() -> String {
+    DEFAULT_PERMISSION_MODE.to_string()
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
