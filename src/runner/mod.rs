@@ -39,7 +39,12 @@ pub struct Farm {
     ownership: Option<crate::ownership::OwnershipMap>,
     domain_cancels: std::collections::BTreeMap<String, watch::Sender<Option<Cancel>>>,
     fault: Fault,
+    last_snapshot: std::time::Instant,
+    dirty_domains: BTreeSet<String>,
 }
+
+/// How often, at most, the run record is rewritten for non-critical events.
+const SNAPSHOT_EVERY: Duration = Duration::from_millis(200);
 
 /// The `event` tag of a serialized event.
 fn event_kind(line: &str) -> &str {
@@ -133,6 +138,8 @@ impl Farm {
             ownership: None,
             domain_cancels: Default::default(),
             fault: Fault::from_env(),
+            last_snapshot: std::time::Instant::now(),
+            dirty_domains: BTreeSet::new(),
         })
     }
 
@@ -151,27 +158,43 @@ impl Farm {
         self.fault.check("before", kind, &self.persist);
         self.record.apply(&t);
         self.persist.line(line.clone());
-        if let Ok(json) = serde_json::to_vec_pretty(&self.record) {
-            self.persist.snapshot(self.record.paths().record(), json);
+        if let Some(domain) = t.event.domain() {
+            self.dirty_domains.insert(domain.to_string());
         }
-        if let Some(domain) = t.event.domain()
-            && let Some(d) = self.record.domain(domain)
-            && let Ok(json) = serde_json::to_vec_pretty(d)
-        {
-            self.persist
-                .snapshot(self.record.paths().result(domain), json);
+        // Every event is in events.jsonl at once; the record files are rewritten for every
+        // critical event, and otherwise at most every SNAPSHOT_EVERY (live activity is chatty).
+        let critical = is_critical(&t.event);
+        if critical || self.last_snapshot.elapsed() >= SNAPSHOT_EVERY {
+            self.snapshot();
         }
         for r in &mut self.reporters {
             r.on_event(&t, &self.record);
         }
-        if is_critical(&t.event) {
+        if critical {
             self.persist.flush();
         }
         self.fault.check("after", kind, &self.persist);
     }
 
-    /// Wait until every event so far is on disk.
-    pub fn flush(&self) {
+    /// Queue the run record and the result files of domains that changed since the last time.
+    fn snapshot(&mut self) {
+        if let Ok(json) = serde_json::to_vec_pretty(&self.record) {
+            self.persist.snapshot(self.record.paths().record(), json);
+        }
+        for domain in std::mem::take(&mut self.dirty_domains) {
+            if let Some(d) = self.record.domain(&domain)
+                && let Ok(json) = serde_json::to_vec_pretty(d)
+            {
+                self.persist
+                    .snapshot(self.record.paths().result(&domain), json);
+            }
+        }
+        self.last_snapshot = std::time::Instant::now();
+    }
+
+    /// Wait until every event so far is on disk, the record included.
+    pub fn flush(&mut self) {
+        self.snapshot();
         self.persist.flush();
     }
 
