@@ -577,8 +577,14 @@ impl Farm {
                     for ev in derived {
                         self.emit(ev);
                     }
-                    if let Some(name) = finished {
-                        watcher.remove(&name);
+                                        if let Some(name) = finished {
+                        // Let the changes of the agent's last moments (still in the watcher's
+                        // debounce window) arrive before the worktree stops being watched.
+                        let (w, n) = (watcher.clone(), name.clone());
+                        tokio::spawn(async move {
+                            tokio::time::sleep(WATCH_DEBOUNCE * 3).await;
+                            w.remove(&n);
+                        });
                         running -= 1;
                         self.after_domain(&name).await;
                     }
