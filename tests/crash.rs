@@ -219,12 +219,7 @@ fn a_run_in_progress_cannot_be_resumed_by_another_process() {
             "",
         ),
     ));
-    let mut driver = repo
-        .farm_cmd(&repo.root, &["run", "--progress", "none"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut driver = repo.spawn_farm(&["run", "--progress", "none"]);
     wait_until("agent start", std::time::Duration::from_secs(20), || {
         repo.scratch.join("started").exists()
     });
@@ -264,12 +259,7 @@ fn resume_stops_a_verify_left_running_by_the_crash() {
         &format!("verify: \"echo $$ > {s}/verify.pid; test -f {s}/ok || exec sleep 600\"\n"),
         &domain("a", "a/**", "write a/x 1", ""),
     ));
-    let mut driver = repo
-        .farm_cmd(&repo.root, &["run", "--progress", "none"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut driver = repo.spawn_farm(&["run", "--progress", "none"]);
     let pidfile = repo.scratch.join("verify.pid");
     wait_until("verify start", std::time::Duration::from_secs(20), || {
         std::fs::read_to_string(&pidfile).is_ok_and(|t| t.ends_with('\n'))
@@ -298,12 +288,7 @@ fn work_on_a_detached_head_survives_a_crash_and_clean() {
     repo.write_plan(&format!(
         "version: 1\nagent:\n  preset: custom\n  command: [sh, -c, \"git checkout -q --detach HEAD~1 && mkdir -p a && echo precious > a/new.txt && touch {s}/written && exec sleep 600\"]\ndomains:\n  - name: a\n    owns: [a/**]\n    prompt: p\n"
     ));
-    let mut driver = repo
-        .farm_cmd(&repo.root, &["run", "--progress", "none"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut driver = repo.spawn_farm(&["run", "--progress", "none"]);
     wait_until(
         "the agent's write",
         std::time::Duration::from_secs(20),

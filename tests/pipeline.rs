@@ -375,12 +375,7 @@ fn landing_updates_a_clean_checkout_and_merges_when_into_moved() {
             "",
         ),
     ));
-    let mut child = repo
-        .farm_cmd(&repo.root, &["run", "--progress", "none"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = repo.spawn_farm(&["run", "--progress", "none"]);
     wait_until("agent start", Duration::from_secs(20), || {
         repo.scratch.join("started").exists()
     });

@@ -105,12 +105,7 @@ fn a_second_sigint_kills_at_once() {
     let repo = TestRepo::new();
     // A grace period the test could never wait out: only the second signal ends the agent.
     stubborn_plan(&repo, "1h");
-    let mut child = repo
-        .farm_cmd(&repo.root, &["run", "--progress", "plain"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = repo.spawn_farm(&["run", "--progress", "plain"]);
     let pidfile = repo.scratch.join("agent.pid");
     wait_until("agent start", Duration::from_secs(20), || pidfile.exists());
     signal(child.id(), nix::sys::signal::Signal::SIGINT);

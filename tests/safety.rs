@@ -100,12 +100,7 @@ fn clean_after_the_driver_was_killed_stops_its_agents_and_keeps_their_work() {
             "",
         ),
     ));
-    let mut driver = repo
-        .farm_cmd(&repo.root, &["run", "--progress", "none"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut driver = repo.spawn_farm(&["run", "--progress", "none"]);
     let pidfile = repo.scratch.join("agent.pid");
     wait_until("agent start", Duration::from_secs(20), || pidfile.exists());
     driver.kill().unwrap();
@@ -197,12 +192,7 @@ fn a_run_in_use_cannot_be_merged_or_cleaned_by_another_process() {
             "",
         ),
     ));
-    let mut driver = repo
-        .farm_cmd(&repo.root, &["run", "--progress", "none"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut driver = repo.spawn_farm(&["run", "--progress", "none"]);
     wait_until("agent start", Duration::from_secs(20), || {
         repo.scratch.join("started").exists()
     });

@@ -134,6 +134,15 @@ impl TestRepo {
         Run::from(out)
     }
 
+    /// Start agent-farm in the background (output discarded), for tests that act while it runs.
+    pub fn spawn_farm(&self, args: &[&str]) -> std::process::Child {
+        self.farm_cmd(&self.root, args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+
     pub fn farm_cmd(&self, dir: &Path, args: &[&str]) -> Command {
         let mut cmd = Command::new(BIN);
         hermetic(&mut cmd, &self.home);
