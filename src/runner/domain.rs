@@ -100,7 +100,26 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
+/// Written once the worktree's checkout is complete, before anything runs in it: unlike the
+/// record (written by the dispatcher, a moment later), it is on disk before the agent starts, so
+/// recovery can tell a finished checkout holding agent work from one a crash cut short.
+pub fn checkout_marker(paths: &RunPaths, domain: &str) -> PathBuf {
+    paths.domain_file(domain, "checkout.done")
+}
+
 fn prepare_worktree(job: &DomainJob) -> Result<(), git::GitError> {
+    prepare_checkout(job)?;
+    let marker = checkout_marker(&job.paths, &job.domain.name);
+    if let Some(d) = marker.parent() {
+        let _ = std::fs::create_dir_all(d);
+    }
+    std::fs::write(&marker, "").map_err(|source| git::GitError::Io {
+        context: format!("cannot write {}", marker.display()),
+        source,
+    })
+}
+
+fn prepare_checkout(job: &DomainJob) -> Result<(), git::GitError> {
     let repo = git::open(&job.repo_dir)?;
     if job.resume && git::branch_exists(&repo, &job.branch) {
         // Resuming: continue on the domain's branch, in its worktree when that survived.

@@ -409,7 +409,7 @@ pub fn cleanup_run(rec: &RunRecord, remove_worktrees: bool, force: bool) -> Vec<
             }
             // Never remove uncommitted work: commit it on the domain's branch first.
             let _ = git::repair_worktree_link(&repo, &d.worktree_admin, &d.worktree);
-            if d.worktree.exists() && !admin_exists && d.worktree_created {
+            if d.worktree.exists() && !admin_exists && checkout_done(rec, d) {
                 // git forgot this worktree: keep its files by committing them from outside.
                 let msg = format!(
                     "farm({name}): files recovered by cleanup\n\nFound in {path}, a worktree git no longer knew.\n\nFarm-Run: {run}\nFarm-Domain: {name}\nFarm-Outcome: recovered\n",
@@ -443,50 +443,23 @@ pub fn cleanup_run(rec: &RunRecord, remove_worktrees: bool, force: bool) -> Vec<
                     }
                     Err(_) => {}
                 }
-            } else if d.worktree.exists() && d.worktree_created {
-                match git::uncommitted(&d.worktree) {
-                    Ok(paths) if paths.is_empty() => {}
-                    Ok(paths) => {
-                        let msg = format!(
-                            "farm({name}): work recovered by cleanup\n\nThese changes were still uncommitted in the worktree when run {run} ended.\n\nFarm-Run: {run}\nFarm-Domain: {name}\nFarm-Outcome: recovered\n",
-                            name = d.name,
-                            run = rec.run_id
-                        );
-                        let keep = super::domain::stray_ref(&rec.run_id, &d.name);
-                        let res =
-                            git::commit_work(&d.worktree, &d.branch, &keep, &msg, &rec.plan.copy)
-                                .map(|(_, c, _)| c);
-                        match res {
-                            Ok(Some(c)) => warn(
-                                &mut out,
-                                Some(&d.name),
-                                format!(
-                                    "committed {} uncommitted path(s) left in its worktree as {c} on {}",
-                                    paths.len(),
-                                    d.branch
-                                ),
-                            ),
-                            Ok(None) => {}
-                            Err(e) if !force => {
-                                warn(
-                                    &mut out,
-                                    Some(&d.name),
-                                    format!(
-                                        "kept worktree {}: it has uncommitted changes that could not be committed ({e})",
-                                        d.worktree.display()
-                                    ),
-                                );
-                                continue;
-                            }
-                            Err(_) => {}
-                        }
-                    }
+            } else if d.worktree.exists() && checkout_done(rec, d) {
+                match save_worktree(&d.worktree, &rec.run_id, &d.name, "cleanup", &rec.plan.copy) {
+                    Ok(Some(c)) => warn(
+                        &mut out,
+                        Some(&d.name),
+                        format!(
+                            "committed what its worktree still held as {c} on {}",
+                            d.branch
+                        ),
+                    ),
+                    Ok(None) => {}
                     Err(e) if !force => {
                         warn(
                             &mut out,
                             Some(&d.name),
                             format!(
-                                "kept worktree {}: cannot read its status ({e})",
+                                "kept worktree {}: its uncommitted changes could not be committed ({e})",
                                 d.worktree.display()
                             ),
                         );
@@ -618,6 +591,32 @@ pub fn cleanup_run(rec: &RunRecord, remove_worktrees: bool, force: bool) -> Vec<
     out
 }
 
+/// Whether the domain's checkout was completed (so whatever its worktree holds is work to keep).
+fn checkout_done(rec: &RunRecord, d: &crate::record::DomainRecord) -> bool {
+    d.worktree_created || super::domain::checkout_marker(&rec.paths(), &d.name).exists()
+}
+
+/// Commit whatever the worktree of `domain` still holds onto its branch (commits made off the
+/// branch kept under its off-branch ref), as work recovered by `by` (cleanup, resume).
+/// Returns the new commit, if there was anything to commit. Blocking.
+fn save_worktree(
+    path: &Path,
+    run_id: &str,
+    domain: &str,
+    by: &str,
+    exclude: &[String],
+) -> Result<Option<git2::Oid>, git::GitError> {
+    if git::uncommitted(path)?.is_empty() {
+        return Ok(None);
+    }
+    let msg = format!(
+        "farm({domain}): work recovered by {by}\n\nLeft uncommitted in the worktree when run {run_id} stopped.\n\nFarm-Run: {run_id}\nFarm-Domain: {domain}\nFarm-Outcome: recovered\n"
+    );
+    let branch = crate::record::branch_name(run_id, domain);
+    let keep = super::domain::stray_ref(run_id, domain);
+    git::commit_work(path, &branch, &keep, &msg, exclude).map(|(_, c, _)| c)
+}
+
 /// Make sure the run's integration branch exists (`clean` deletes it when it holds nothing):
 /// recreate it at its last recorded commit, or at base.
 pub fn ensure_integration(rec: &RunRecord) -> Result<(), git::GitError> {
@@ -743,7 +742,7 @@ pub fn recover_run(rec: &RunRecord) -> Vec<FarmEvent> {
         if d.status.is_terminal() && d.status != DomainStatus::Cancelled {
             continue;
         }
-        if !d.worktree_created {
+        if !checkout_done(rec, d) {
             // Its checkout may have been cut short, and no agent ran in it yet: start it over
             // rather than commit a half-written checkout (files missing would be deletions).
             if let Ok(repo) = git::open(&rec.repo)
@@ -763,15 +762,7 @@ pub fn recover_run(rec: &RunRecord) -> Vec<FarmEvent> {
         if let Ok(repo) = git::open(&rec.repo) {
             let _ = git::repair_worktree_link(&repo, &d.worktree_admin, &d.worktree);
         }
-        let keep = super::domain::stray_ref(&rec.run_id, &d.name);
-        let msg = format!(
-            "farm({name}): work recovered by resume\n\nLeft uncommitted in the worktree when run {run} stopped.\n\nFarm-Run: {run}\nFarm-Domain: {name}\nFarm-Outcome: recovered\n",
-            name = d.name,
-            run = rec.run_id
-        );
-        match git::commit_work(&d.worktree, &d.branch, &keep, &msg, &rec.plan.copy)
-            .map(|(_, c, _)| c)
-        {
+        match save_worktree(&d.worktree, &rec.run_id, &d.name, "resume", &rec.plan.copy) {
             Ok(Some(c)) => out.push(FarmEvent::Committed {
                 domain: d.name.clone(),
                 commit: c.to_string(),
@@ -835,18 +826,7 @@ pub fn cleanup_without_record(
         let domain = admin[prefix.len()..].to_string();
         if path.exists() {
             let _ = git::repair_worktree_link(&repo, admin, &path);
-            let msg = format!(
-                "farm({domain}): work recovered by cleanup\n\nFarm-Run: {run_id}\nFarm-Domain: {domain}\nFarm-Outcome: recovered\n"
-            );
-            let branch = format!("farm/{run_id}/{domain}");
-            let keep = super::domain::stray_ref(run_id, &domain);
-            let res = git::uncommitted(&path).and_then(|p| {
-                if p.is_empty() {
-                    Ok(None)
-                } else {
-                    git::commit_work(&path, &branch, &keep, &msg, copy).map(|(_, c, _)| c)
-                }
-            });
+            let res = save_worktree(&path, run_id, &domain, "cleanup", copy);
             if let Err(e) = res
                 && !force
             {

@@ -198,19 +198,6 @@ pub fn kill_run_processes(run_id: &str) -> Vec<u32> {
     ours
 }
 
-/// Kill what is left of a process group that agent-farm started for `run_id` (after a crash).
-/// Returns the pids that were alive and ours.
-pub fn kill_leftover_group(pgid: u32, run_id: &str) -> Vec<u32> {
-    let members: Vec<u32> = group_members(pgid)
-        .into_iter()
-        .filter(|p| started_for_run(*p, run_id))
-        .collect();
-    if !members.is_empty() {
-        signal_group(pgid, Signal::SIGKILL);
-    }
-    members
-}
-
 /// Resolves once `log` has not grown for `idle` (never when `idle` is `None`). A process's
 /// output has no event to wait on once it goes to a file, so its size is sampled.
 async fn stalled(log: &Path, idle: Option<Duration>) -> Duration {
