@@ -238,18 +238,18 @@ pub fn add_detached_worktree(
     repo: &Repository,
     admin_name: &str,
     path: &Path,
+    tmp_branch: &str,
     commit: Oid,
 ) -> Result<()> {
-    let tmp_branch = format!("farm-tmp/{admin_name}");
     // A crash between these steps can leave the temporary branch behind; it holds nothing.
-    delete_branch(repo, &tmp_branch)?;
-    create_branch(repo, &tmp_branch, commit)?;
-    let res = add_worktree(repo, admin_name, path, &tmp_branch).and_then(|()| {
+    delete_branch(repo, tmp_branch)?;
+    create_branch(repo, tmp_branch, commit)?;
+    let res = add_worktree(repo, admin_name, path, tmp_branch).and_then(|()| {
         let wt = open(path)?;
         wt.set_head_detached(commit)
             .ctx(|| format!("cannot detach HEAD in {}", path.display()))
     });
-    if let Ok(mut b) = repo.find_branch(&tmp_branch, BranchType::Local) {
+    if let Ok(mut b) = repo.find_branch(tmp_branch, BranchType::Local) {
         let _ = b.delete();
     }
     res

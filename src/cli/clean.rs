@@ -21,6 +21,7 @@ pub struct Args {
 }
 
 pub fn run(cwd: &Path, args: Args) -> anyhow::Result<i32> {
+    super::recover_dead_runs(cwd);
     let records: Vec<RunRecord> = if args.all {
         let info = crate::git::discover(cwd)?;
         list_runs(&info.common_dir)
@@ -74,7 +75,8 @@ pub fn run(cwd: &Path, args: Args) -> anyhow::Result<i32> {
             ))
             .into());
         }
-        let events = cleanup_run(&rec, true, args.force);
+        let journal = crate::journal::Journal::new(&rec.paths().dir);
+        let events = cleanup_run(&rec, &journal, true, args.force);
         let run_id = rec.run_id.clone();
         // Through the run's event log, like every other change of its record.
         let mut farm = crate::runner::Farm::new(rec, Vec::new())?;

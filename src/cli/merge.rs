@@ -23,6 +23,7 @@ pub struct Args {
 }
 
 pub fn run(cwd: &Path, args: Args) -> anyhow::Result<i32> {
+    super::recover_dead_runs(cwd);
     let rec = super::find_run(cwd, args.run.as_deref())?;
     let _lock = RunLock::acquire(&rec.paths().lock(), &rec.run_id)?;
     if let Some(d) = rec.domains.values().find(|d| !d.status.is_terminal()) {

@@ -77,6 +77,17 @@ pub fn main(cli: Cli) -> anyhow::Result<i32> {
     }
 }
 
+/// Finish or undo what dead runs of this repository left half done (see
+/// [`crate::runner::finish::recover_dead_runs`]), saying what was done on stderr.
+pub fn recover_dead_runs(cwd: &Path) {
+    let Ok(info) = crate::git::discover(cwd) else {
+        return;
+    };
+    for (run, message) in crate::runner::finish::recover_dead_runs(&info.common_dir) {
+        eprintln!("agent-farm: run {run}: {message}");
+    }
+}
+
 /// Find a run's record: `run` if given (an id or a unique prefix), else the most recent one.
 pub fn find_run(cwd: &Path, run: Option<&str>) -> anyhow::Result<RunRecord> {
     let info = crate::git::discover(cwd)?;

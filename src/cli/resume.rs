@@ -27,6 +27,7 @@ pub struct Args {
 }
 
 pub fn run(cwd: &Path, args: Args) -> anyhow::Result<i32> {
+    super::recover_dead_runs(cwd);
     let rec = super::find_run(cwd, args.run.as_deref())?;
     // Held by a live process means the run is not interrupted: it is running.
     let _lock = RunLock::acquire(&rec.paths().lock(), &rec.run_id)?;

@@ -316,18 +316,11 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 pub fn run(cwd: &Path, args: Args) -> anyhow::Result<i32> {
+    super::recover_dead_runs(cwd);
     let prep = preflight(cwd, &args)?;
     let run_id = record::new_run_id();
     let paths = RunPaths::new(&prep.repo.common_dir, &run_id);
     let _lock = RunLock::acquire(&paths.lock(), &run_id)?;
-    {
-        let repo = git::open(&prep.repo.workdir)?;
-        git::create_branch(
-            &repo,
-            &record::integration_branch(&run_id),
-            prep.base_commit,
-        )?;
-    }
     let options = RunOptions {
         jobs: args.jobs.unwrap_or(prep.plan.max_parallel).max(1),
         fail_fast: args.fail_fast,
@@ -347,8 +340,19 @@ pub fn run(cwd: &Path, args: Args) -> anyhow::Result<i32> {
         prep.worktree_root.clone(),
         options,
     );
+    // The record first: from its very first ref on, `resume` and `clean` can see the run.
     rec.save()?;
     let mut farm = Farm::new(rec, reporters(args.progress))?;
+    {
+        let repo = git::open(&prep.repo.workdir)?;
+        crate::runner::effects::create_branch(
+            &farm.journal,
+            &repo,
+            &farm.names,
+            &farm.names.integration(),
+            prep.base_commit,
+        )?;
+    }
     farm.retries = args.retries;
     farm.emit(FarmEvent::RunStarted {
         run_id: run_id.clone(),

@@ -44,6 +44,9 @@ pub struct DomainJob {
     pub agent_done: bool,
     /// Number of the first attempt this job makes (attempts of earlier runs come before).
     pub first_attempt: u32,
+    /// The run's intent journal, for the branch and worktree this job creates.
+    pub journal: std::sync::Arc<crate::journal::Journal>,
+    pub names: crate::names::RunNames,
     /// Live watching: the run's watcher, and where to say how this worktree is watched.
     pub watch: Option<(std::sync::Arc<crate::watch::Watcher>, WatchAdded)>,
 }
@@ -133,8 +136,9 @@ fn prepare_checkout(job: &DomainJob) -> Result<(), git::GitError> {
         if usable {
             return Ok(());
         }
-        git::remove_worktree(&repo, &job.worktree_admin, &job.worktree)?;
-        git::add_worktree(&repo, &job.worktree_admin, &job.worktree, &job.branch)?;
+        let (j, n) = (&job.journal, &job.names);
+        super::effects::remove_worktree(j, &repo, n, &job.worktree_admin, &job.worktree)?;
+        super::effects::add_worktree(j, &repo, n, &job.worktree_admin, &job.worktree, &job.branch)?;
     } else {
         if git::branch_exists(&repo, &job.branch) {
             return Err(git::GitError::Other(format!(
@@ -142,8 +146,9 @@ fn prepare_checkout(job: &DomainJob) -> Result<(), git::GitError> {
                 job.branch
             )));
         }
-        git::create_branch(&repo, &job.branch, job.start_commit)?;
-        git::add_worktree(&repo, &job.worktree_admin, &job.worktree, &job.branch)?;
+        let (j, n) = (&job.journal, &job.names);
+        super::effects::create_branch(j, &repo, n, &job.branch, job.start_commit)?;
+        super::effects::add_worktree(j, &repo, n, &job.worktree_admin, &job.worktree, &job.branch)?;
     }
     for rel in &job.copy {
         let from = job.repo_dir.join(rel);
@@ -361,14 +366,17 @@ pub async fn run(job: DomainJob, tx: mpsc::Sender<Timed>, mut cancel: CancelRx) 
         // Commits the agent made on a detached HEAD or another branch are secured first.
         let msg = commit_message(&job, attempt, &r.end);
         let (wt, exclude, branch) = (job.worktree.clone(), job.copy.clone(), job.branch.clone());
-        let keep = stray_ref(&job.run_id, &name);
         let (repo_dir, admin) = (job.repo_dir.clone(), job.worktree_admin.clone());
+        let (journal, names, dname) = (job.journal.clone(), job.names.clone(), name.clone());
+        let after = Some((attempt, r.end.success()));
         let committed = blocking(move || {
-            let repaired = git::repair_worktree_link(&git::open(&repo_dir)?, &admin, &wt)?;
+            let repo = git::open(&repo_dir)?;
+            let repaired = git::repair_worktree_link(&repo, &admin, &wt)?;
             if repaired {
                 tracing::warn!("restored the .git file of {}", wt.display());
             }
-            git::commit_work(&wt, &branch, &keep, &msg, &exclude)
+            debug_assert_eq!(branch, names.branch(&dname));
+            super::effects::commit_work(&journal, &repo, &names, &dname, &wt, &msg, &exclude, after)
         })
         .await;
         match committed {

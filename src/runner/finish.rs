@@ -234,18 +234,21 @@ impl Farm {
             phase: Phase::Landing,
         });
         let (rd, i) = (repo_dir.clone(), into.clone());
+        let journal = self.journal.clone();
+        let stages = crate::txn::Stages::new(&self.record.common_dir, &run_id);
         let res = tokio::task::spawn_blocking(move || {
             let repo = git::open(&rd)?;
-            git::land(&repo, &i, old, candidate, &msg)
+            crate::txn::land(&repo, &journal, &stages, &i, old, candidate, &msg)
         })
         .await;
+        use crate::txn::LandOutcome;
         let ev = match res {
-            Ok(Ok(git::LandOutcome::Landed)) => FarmEvent::Landed {
+            Ok(Ok(LandOutcome::Landed)) => FarmEvent::Landed {
                 into,
                 commit: candidate.to_string(),
                 fast_forward,
             },
-            Ok(Ok(git::LandOutcome::DirtyCheckout { worktree, paths })) => not_landed(
+            Ok(Ok(LandOutcome::DirtyCheckout { worktree, paths })) => not_landed(
                 format!(
                     "`{into}` is checked out at {} with uncommitted changes ({}); left untouched",
                     worktree.display(),
@@ -253,14 +256,20 @@ impl Farm {
                 ),
                 Some(cmd),
             ),
-            Ok(Ok(git::LandOutcome::CheckoutBlocked { worktree, message })) => not_landed(
+            Ok(Ok(LandOutcome::CheckoutBlocked { worktree, message })) => not_landed(
                 format!(
                     "the checkout of `{into}` at {} cannot be updated safely: {message}",
                     worktree.display()
                 ),
                 Some(cmd),
             ),
-            Ok(Ok(git::LandOutcome::Moved)) => not_landed(
+            Ok(Ok(LandOutcome::Locked { what })) => not_landed(
+                format!(
+                    "`{into}` is locked by another git process ({what}); nothing was changed; land it with `agent-farm merge {run_id}` once it is done"
+                ),
+                Some(cmd),
+            ),
+            Ok(Ok(LandOutcome::Moved)) => not_landed(
                 format!(
                     "`{into}` moved while the result was being verified; land it again with `agent-farm merge {run_id}`"
                 ),
@@ -279,13 +288,14 @@ impl Farm {
             commit: commit.to_string(),
         });
         let rec = &self.record;
-        let wt = rec.worktree_root.join(&rec.run_id).join(".verify");
-        let admin = format!("farm-{}--verify", rec.run_id);
+        let wt = self.names.verify_worktree(&rec.worktree_root);
+        let admin = self.names.verify_admin();
         let (rd, w, a) = (rec.repo.clone(), wt.clone(), admin.clone());
+        let (journal, names) = (self.journal.clone(), self.names.clone());
         let created = tokio::task::spawn_blocking(move || {
             let repo = git::open(&rd)?;
-            git::remove_worktree(&repo, &a, &w)?;
-            git::add_detached_worktree(&repo, &a, &w, commit)
+            super::effects::remove_worktree(&journal, &repo, &names, &a, &w)?;
+            super::effects::add_verify_worktree(&journal, &repo, &names, &w, commit)
         })
         .await
         .map_err(|e| git::GitError::Other(e.to_string()))
@@ -319,9 +329,10 @@ impl Farm {
             ),
         };
         let (rd, w, a) = (self.record.repo.clone(), wt, admin);
+        let (journal, names) = (self.journal.clone(), self.names.clone());
         let _ = tokio::task::spawn_blocking(move || {
             let repo = git::open(&rd)?;
-            git::remove_worktree(&repo, &a, &w)
+            super::effects::remove_worktree(&journal, &repo, &names, &a, &w)
         })
         .await;
         let passed = end.success();
@@ -355,15 +366,17 @@ impl Farm {
             phase: Phase::Cleaning,
         });
         let rec = self.record.clone();
-        let events =
-            tokio::task::spawn_blocking(move || cleanup_run(&rec, remove_worktrees, force))
-                .await
-                .unwrap_or_else(|e| {
-                    vec![FarmEvent::Warning {
-                        domain: None,
-                        message: format!("cleanup failed: {e}"),
-                    }]
-                });
+        let journal = self.journal.clone();
+        let events = tokio::task::spawn_blocking(move || {
+            cleanup_run(&rec, &journal, remove_worktrees, force)
+        })
+        .await
+        .unwrap_or_else(|e| {
+            vec![FarmEvent::Warning {
+                domain: None,
+                message: format!("cleanup failed: {e}"),
+            }]
+        });
         for ev in events {
             self.emit(ev);
         }
@@ -380,7 +393,13 @@ fn summarize(paths: &[String]) -> String {
 
 /// Remove what a run created, keeping every commit that is not in `into` unless `force`.
 /// Safe to call any number of times, from any state. Blocking.
-pub fn cleanup_run(rec: &RunRecord, remove_worktrees: bool, force: bool) -> Vec<FarmEvent> {
+pub fn cleanup_run(
+    rec: &RunRecord,
+    journal: &crate::journal::Journal,
+    remove_worktrees: bool,
+    force: bool,
+) -> Vec<FarmEvent> {
+    let names = crate::names::RunNames::new(rec.run_id.clone());
     let mut out = Vec::new();
     let warn = |out: &mut Vec<FarmEvent>, domain: Option<&str>, message: String| {
         out.push(FarmEvent::Warning {
@@ -468,7 +487,13 @@ pub fn cleanup_run(rec: &RunRecord, remove_worktrees: bool, force: bool) -> Vec<
                     Err(_) => {}
                 }
             }
-            match git::remove_worktree(&repo, &d.worktree_admin, &d.worktree) {
+            match super::effects::remove_worktree(
+                journal,
+                &repo,
+                &names,
+                &d.worktree_admin,
+                &d.worktree,
+            ) {
                 Ok(()) => out.push(FarmEvent::WorktreeRemoved {
                     domain: d.name.clone(),
                 }),
@@ -479,10 +504,25 @@ pub fn cleanup_run(rec: &RunRecord, remove_worktrees: bool, force: bool) -> Vec<
                 ),
             }
         }
-        let verify = rec.worktree_root.join(&rec.run_id).join(".verify");
-        let _ = git::remove_worktree(&repo, &format!("farm-{}--verify", rec.run_id), &verify);
+        let verify = names.verify_worktree(&rec.worktree_root);
+        let _ =
+            super::effects::remove_worktree(journal, &repo, &names, &names.verify_admin(), &verify);
+        let _ = super::effects::delete_ref(
+            journal,
+            &repo,
+            &names,
+            &format!("refs/heads/{}", names.verify_branch()),
+        );
+        for admin in crate::recover::prune_broken_admin_dirs(&repo, &names) {
+            warn(
+                &mut out,
+                None,
+                format!("removed git's half-made worktree entry {admin}"),
+            );
+        }
         remove_empty_dir(&rec.worktree_root.join(&rec.run_id));
     }
+    crate::txn::Stages::remove_dir(&rec.common_dir, &rec.run_id);
     let into_tip = git::branch_tip(&repo, &rec.into);
     let merged_into = |tip: git2::Oid| into_tip.is_some_and(|i| git::is_merged(&repo, tip, i));
     // Landed another way (squash, cherry-pick): merged only when its content is in `into`.
@@ -512,7 +552,12 @@ pub fn cleanup_run(rec: &RunRecord, remove_worktrees: bool, force: bool) -> Vec<
             continue;
         }
         if merged_into(tip) || force || content_in(d.start_commit.as_ref(), tip) {
-            match git::delete_branch(&repo, &d.branch) {
+            match super::effects::delete_ref(
+                journal,
+                &repo,
+                &names,
+                &format!("refs/heads/{}", d.branch),
+            ) {
                 Ok(_) => out.push(FarmEvent::BranchDeleted {
                     branch: d.branch.clone(),
                 }),
@@ -554,8 +599,8 @@ pub fn cleanup_run(rec: &RunRecord, remove_worktrees: bool, force: bool) -> Vec<
     for (refname, tip) in kept_refs {
         // A dropped-changes ref is history the user may want even though it is reachable.
         if force || (merged_into(tip) && !refname.ends_with("/dropped")) {
-            match repo.find_reference(&refname).and_then(|mut r| r.delete()) {
-                Ok(()) => out.push(FarmEvent::BranchDeleted { branch: refname }),
+            match super::effects::delete_ref(journal, &repo, &names, &refname) {
+                Ok(_) => out.push(FarmEvent::BranchDeleted { branch: refname }),
                 Err(e) => warn(&mut out, None, e.to_string()),
             }
         } else {
@@ -572,7 +617,12 @@ pub fn cleanup_run(rec: &RunRecord, remove_worktrees: bool, force: bool) -> Vec<
     }
     if let Some(tip) = git::branch_tip(&repo, &rec.integration_branch) {
         if merged_into(tip) || force || tip.to_string() == rec.base_commit {
-            match git::delete_branch(&repo, &rec.integration_branch) {
+            match super::effects::delete_ref(
+                journal,
+                &repo,
+                &names,
+                &format!("refs/heads/{}", rec.integration_branch),
+            ) {
                 Ok(_) => out.push(FarmEvent::BranchDeleted {
                     branch: rec.integration_branch.clone(),
                 }),
@@ -612,9 +662,12 @@ fn save_worktree(
     let msg = format!(
         "farm({domain}): work recovered by {by}\n\nLeft uncommitted in the worktree when run {run_id} stopped.\n\nFarm-Run: {run_id}\nFarm-Domain: {domain}\nFarm-Outcome: recovered\n"
     );
-    let branch = crate::record::branch_name(run_id, domain);
-    let keep = super::domain::stray_ref(run_id, domain);
-    git::commit_work(path, &branch, &keep, &msg, exclude).map(|(_, c, _)| c)
+    let repo = git::open(path)?;
+    let names = crate::names::RunNames::new(run_id);
+    let journal =
+        crate::journal::Journal::new(&crate::record::RunPaths::new(repo.commondir(), run_id).dir);
+    super::effects::commit_work(&journal, &repo, &names, domain, path, &msg, exclude, None)
+        .map(|(_, c, _)| c)
 }
 
 /// Make sure the run's integration branch exists (`clean` deletes it when it holds nothing):
@@ -631,7 +684,9 @@ pub fn ensure_integration(rec: &RunRecord) -> Result<(), git::GitError> {
         .filter(|c| repo.find_commit(*c).is_ok())
         .or_else(|| rec.base_commit.parse().ok())
         .ok_or_else(|| git::GitError::Other("the run's base commit is unknown".into()))?;
-    git::create_branch(&repo, &rec.integration_branch, at)
+    let journal = crate::journal::Journal::new(&rec.paths().dir);
+    let names = crate::names::RunNames::new(rec.run_id.clone());
+    super::effects::create_branch(&journal, &repo, &names, &rec.integration_branch, at)
 }
 
 /// Agents of a run whose driver died may still be running: stop them (only process groups that
@@ -648,7 +703,14 @@ pub fn kill_leftovers(rec: &RunRecord, out: &mut Vec<FarmEvent>) {
         });
     }
     // Nothing of the run is alive now (and the run lock keeps every other agent-farm out):
-    // lock files on its refs and worktrees are leftovers of a process killed mid-write.
+    // effects its dead processes began and never ended are finished or undone first...
+    for message in crate::recover::recover_journal(&rec.repo, &rec.paths().dir, &rec.run_id) {
+        out.push(FarmEvent::Warning {
+            domain: None,
+            message,
+        });
+    }
+    // ...then lock files on its refs and worktrees are leftovers of a process killed mid-write.
     if let Ok(repo) = git::open(&rec.repo) {
         let admins: Vec<String> = rec
             .domains
@@ -697,7 +759,9 @@ pub fn reset_blocked(rec: &RunRecord, domain: &str) -> Vec<FarmEvent> {
                 context: format!("cannot create {keep}"),
                 source,
             })?;
-        git::remove_worktree(&repo, &d.worktree_admin, &d.worktree)?;
+        let journal = crate::journal::Journal::new(&rec.paths().dir);
+        let names = crate::names::RunNames::new(rec.run_id.clone());
+        super::effects::remove_worktree(&journal, &repo, &names, &d.worktree_admin, &d.worktree)?;
         repo.reference_matching(
             &format!("refs/heads/{}", d.branch),
             start,
@@ -725,14 +789,34 @@ pub fn reset_blocked(rec: &RunRecord, domain: &str) -> Vec<FarmEvent> {
 pub fn recover_run(rec: &RunRecord) -> Vec<FarmEvent> {
     let mut out = Vec::new();
     kill_leftovers(rec, &mut out);
-    // Attempts the crash cut short are closed: their agents are gone now.
+    // Attempts the crash cut short are closed: their agents are gone now. An attempt whose
+    // commit began had ended, and the journal says how (the record may not have heard).
+    let commits: Vec<(String, u32, bool)> = crate::journal::entries(&rec.paths().dir)
+        .into_iter()
+        .filter_map(|(i, _)| match i.effect {
+            crate::journal::Effect::Commit {
+                domain,
+                attempt: Some(n),
+                agent_succeeded: Some(ok),
+                ..
+            } => Some((domain, n, ok)),
+            _ => None,
+        })
+        .collect();
     for d in rec.domains.values() {
         for a in d.attempts.iter().filter(|a| a.ended_ms.is_none()) {
+            let ended_ok = commits
+                .iter()
+                .any(|(dn, n, ok)| dn == &d.name && *n == a.number && *ok);
             out.push(FarmEvent::AgentFinished {
                 domain: d.name.clone(),
                 attempt: a.number,
-                end: crate::events::AttemptEnd::Cancelled {
-                    reason: "agent-farm stopped while it ran".into(),
+                end: if ended_ok {
+                    crate::events::AttemptEnd::Exited { code: 0 }
+                } else {
+                    crate::events::AttemptEnd::Cancelled {
+                        reason: "agent-farm stopped while it ran".into(),
+                    }
                 },
                 duration_ms: 0,
             });
@@ -745,9 +829,16 @@ pub fn recover_run(rec: &RunRecord) -> Vec<FarmEvent> {
         if !checkout_done(rec, d) {
             // Its checkout may have been cut short, and no agent ran in it yet: start it over
             // rather than commit a half-written checkout (files missing would be deletions).
+            let journal = crate::journal::Journal::new(&rec.paths().dir);
+            let names = crate::names::RunNames::new(rec.run_id.clone());
             if let Ok(repo) = git::open(&rec.repo)
-                && (d.worktree.exists() || repo.find_worktree(&d.worktree_admin).is_ok())
-                && let Err(e) = git::remove_worktree(&repo, &d.worktree_admin, &d.worktree)
+                && let Err(e) = super::effects::remove_worktree(
+                    &journal,
+                    &repo,
+                    &names,
+                    &d.worktree_admin,
+                    &d.worktree,
+                )
             {
                 out.push(FarmEvent::Warning {
                     domain: Some(d.name.clone()),
@@ -880,4 +971,36 @@ fn remove_empty_dir(p: &Path) {
     if let Some(parent) = p.parent() {
         let _ = std::fs::remove_dir(parent);
     }
+}
+
+/// At the start of a command: every run whose driver died with effects half done (a landing,
+/// a worktree add…) gets them finished or undone now, so that nothing a dead run left blocks
+/// the user or this command (a lock on their branch, a half-updated checkout). A run whose lock
+/// is held is alive and left alone. Returns (run id, message) pairs to show. Blocking.
+pub fn recover_dead_runs(common_dir: &Path) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for id in crate::record::list_runs(common_dir) {
+        let paths = crate::record::RunPaths::new(common_dir, &id);
+        let me = std::process::id().to_string();
+        let others_open = crate::journal::open_intents(&paths.dir)
+            .iter()
+            .any(|i| i.id.split('.').next() != Some(me.as_str()));
+        if !others_open {
+            continue;
+        }
+        let Ok(_lock) = crate::lock::RunLock::acquire(&paths.lock(), &id) else {
+            continue;
+        };
+        let Ok(rec) = RunRecord::load(&paths.record()) else {
+            continue;
+        };
+        let mut events = Vec::new();
+        kill_leftovers(&rec, &mut events);
+        for ev in events {
+            if let FarmEvent::Warning { message, .. } = ev {
+                out.push((id.clone(), message));
+            }
+        }
+    }
+    out
 }

@@ -6,6 +6,7 @@
 
 pub mod agent;
 pub mod domain;
+pub mod effects;
 pub mod finish;
 pub mod persist;
 pub mod process;
@@ -41,6 +42,9 @@ pub struct Farm {
     fault: Fault,
     last_snapshot: std::time::Instant,
     dirty_domains: BTreeSet<String>,
+    /// The run's intent journal: every effect on git is written here before it starts.
+    pub journal: std::sync::Arc<crate::journal::Journal>,
+    pub names: crate::names::RunNames,
 }
 
 /// How often, at most, the run record is rewritten for non-critical events.
@@ -126,6 +130,8 @@ struct LiveOwnership {
 impl Farm {
     pub fn new(record: RunRecord, reporters: Vec<Box<dyn Reporter>>) -> std::io::Result<Self> {
         let persist = persist::Persister::start(record.paths().events())?;
+        let journal = std::sync::Arc::new(crate::journal::Journal::new(&record.paths().dir));
+        let names = crate::names::RunNames::new(record.run_id.clone());
         let (cancel_tx, cancel_rx) = watch::channel(None);
         Ok(Farm {
             record,
@@ -140,6 +146,8 @@ impl Farm {
             fault: Fault::from_env(),
             last_snapshot: std::time::Instant::now(),
             dirty_domains: BTreeSet::new(),
+            journal,
+            names,
         })
     }
 
@@ -432,6 +440,8 @@ impl Farm {
             resume: dr.start_commit.is_some(),
             agent_done: dr.after_agent,
             first_attempt: dr.attempts.iter().map(|a| a.number).max().unwrap_or(0) + 1,
+            journal: self.journal.clone(),
+            names: self.names.clone(),
         })
     }
 
@@ -469,9 +479,10 @@ impl Farm {
         let msg = format!(
             "farm: merge domain `{name}` (run {run_id})\n\nFarm-Run: {run_id}\nFarm-Domain: {name}\n"
         );
+        let (journal, names) = (self.journal.clone(), self.names.clone());
         let res = tokio::task::spawn_blocking(move || {
             let repo = git::open(&repo_dir)?;
-            git::merge_into_branch(&repo, &integration, head, &msg, false)
+            effects::merge_into_branch(&journal, &repo, &names, &integration, head, &msg)
         })
         .await;
         match res {

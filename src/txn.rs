@@ -1,0 +1,631 @@
+//! Transactional changes to what the user owns: their branch (`into`) and its checkout.
+//!
+//! Following gitoxide's rule — prepare first, persist last, remove what was created on failure —
+//! landing goes: journal the intent (with every path it will touch), take git's own lock files
+//! on the ref and the index, update the checkout's files, stage the new index in its lock, then
+//! the **commit point**: the ref lock is renamed over the ref. Only then is the index renamed into
+//! place. A SIGKILL anywhere leaves the journal saying what was half done; [`recover_land`] sets
+//! the checkout to exactly the state of wherever the ref points (old: roll back; new: roll
+//! forward) and removes the locks — but only locks proven ours.
+//!
+//! **Owned locks.** git's lock files carry no owner. agent-farm takes a lock by writing its
+//! content to a *stage* file in the run directory first and then `link(2)`-ing the stage to the
+//! `.lock` path, which fails if the lock exists (git's own `O_EXCL` semantics). While the lock is
+//! held, the lock and the stage are one inode: recovery removes a lock only when it is the same
+//! inode as the dead run's stage, so a lock some live git process holds is never touched.
+
+use std::io::Write;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use git2::{Oid, Repository, build::CheckoutBuilder};
+
+use crate::git::{self, Ctx, GitError, Result};
+use crate::journal::{Checkout, Effect, Journal};
+
+fn lock_path(target: &Path) -> PathBuf {
+    let mut s = target.as_os_str().to_owned();
+    s.push(".lock");
+    PathBuf::from(s)
+}
+
+fn fsync_dir(dir: &Path) {
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+/// Whether `lock` exists and is the same file as `stage` (so it is ours).
+pub fn is_ours(lock: &Path, stage: &Path) -> bool {
+    match (std::fs::metadata(lock), std::fs::metadata(stage)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+/// A git lock file (`<target>.lock`) held by this process, provably.
+#[derive(Debug)]
+pub struct OwnedLock {
+    target: PathBuf,
+    lock: PathBuf,
+    stage: PathBuf,
+    done: bool,
+}
+
+impl OwnedLock {
+    /// Take the lock on `target` with `content` in it. `Ok(None)`: someone else holds it.
+    pub fn acquire(target: &Path, stage: &Path, content: &[u8]) -> std::io::Result<Option<Self>> {
+        if let Some(d) = stage.parent() {
+            std::fs::create_dir_all(d)?;
+        }
+        let _ = std::fs::remove_file(stage);
+        {
+            let mut f = std::fs::File::create(stage)?;
+            f.write_all(content)?;
+            f.sync_all()?;
+        }
+        let lock = lock_path(target);
+        if let Some(d) = lock.parent() {
+            std::fs::create_dir_all(d)?;
+        }
+        match std::fs::hard_link(stage, &lock) {
+            Ok(()) => {
+                if let Some(d) = lock.parent() {
+                    fsync_dir(d);
+                }
+                Ok(Some(OwnedLock {
+                    target: target.to_owned(),
+                    lock,
+                    stage: stage.to_owned(),
+                    done: false,
+                }))
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(stage);
+                if e.kind() == std::io::ErrorKind::AlreadyExists {
+                    Ok(None)
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    }
+
+    /// Replace what the lock holds (the lock stays the same inode, still provably ours).
+    pub fn rewrite(&self, content: &[u8]) -> std::io::Result<()> {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(&self.stage)?;
+        f.write_all(content)?;
+        f.sync_all()
+    }
+
+    /// Persist: the lock becomes the target (git's commit of a lock file).
+    pub fn commit(mut self) -> std::io::Result<()> {
+        std::fs::rename(&self.lock, &self.target)?;
+        self.done = true;
+        if let Some(d) = self.target.parent() {
+            fsync_dir(d);
+        }
+        let _ = std::fs::remove_file(&self.stage);
+        Ok(())
+    }
+
+    /// Give the lock up without changing the target.
+    pub fn release(mut self) {
+        self.drop_files();
+        self.done = true;
+    }
+
+    fn drop_files(&mut self) {
+        if is_ours(&self.lock, &self.stage) {
+            let _ = std::fs::remove_file(&self.lock);
+        }
+        let _ = std::fs::remove_file(&self.stage);
+    }
+}
+
+impl Drop for OwnedLock {
+    fn drop(&mut self) {
+        if !self.done {
+            self.drop_files();
+        }
+    }
+}
+
+/// Remove `target`'s lock if it is provably ours (the same inode as `stage`), and the stage.
+/// Returns the lock path when it removed it.
+pub fn remove_own_lock(target: &Path, stage: &Path) -> Option<PathBuf> {
+    let lock = lock_path(target);
+    let ours = is_ours(&lock, stage);
+    if ours {
+        let _ = std::fs::remove_file(&lock);
+    }
+    let _ = std::fs::remove_file(stage);
+    ours.then_some(lock)
+}
+
+/// The paths that differ between two trees (no rename detection: each side's path counts).
+pub fn changed_paths(repo: &Repository, old: Oid, new: Oid) -> Result<Vec<String>> {
+    let a = repo
+        .find_commit(old)
+        .and_then(|c| c.tree())
+        .ctx(|| format!("cannot read {old}"))?;
+    let b = repo
+        .find_commit(new)
+        .and_then(|c| c.tree())
+        .ctx(|| format!("cannot read {new}"))?;
+    let diff = repo
+        .diff_tree_to_tree(Some(&a), Some(&b), None)
+        .ctx(|| "cannot diff".into())?;
+    let mut out: Vec<String> = Vec::new();
+    for d in diff.deltas() {
+        for f in [d.old_file(), d.new_file()] {
+            if let Some(p) = f.path() {
+                out.push(p.to_string_lossy().replace('\\', "/"));
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+/// Of `paths`, those whose file in the working directory differs from `commit`'s tree (filters
+/// applied, untracked files counted).
+fn differing_from(wrepo: &Repository, commit: Oid, paths: &[String]) -> Result<Vec<String>> {
+    if paths.is_empty() {
+        return Ok(Vec::new());
+    }
+    let tree = wrepo
+        .find_commit(commit)
+        .and_then(|c| c.tree())
+        .ctx(|| format!("cannot read {commit}"))?;
+    let mut opts = git2::DiffOptions::new();
+    opts.include_untracked(true)
+        .recurse_untracked_dirs(true)
+        .include_typechange(true)
+        .disable_pathspec_match(true);
+    for p in paths {
+        opts.pathspec(p.as_str());
+    }
+    let diff = wrepo
+        .diff_tree_to_workdir(Some(&tree), Some(&mut opts))
+        .ctx(|| "cannot compare the checkout".into())?;
+    let mut out: Vec<String> = diff
+        .deltas()
+        .filter_map(|d| {
+            d.new_file()
+                .path()
+                .or_else(|| d.old_file().path())
+                .map(|p| p.to_string_lossy().replace('\\', "/"))
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+/// The index of a checkout staged for `target` on `paths`, held in its (owned) lock.
+struct StagedIndex {
+    lock: OwnedLock,
+}
+
+/// Set `paths` of the checkout to their state in `target` (files and index entries), holding
+/// the index lock (owned, at `stage`) until [`StagedIndex::commit`]. Paths in `skip` are left
+/// alone (changed by someone else since).
+fn stage_checkout(
+    co: &Checkout,
+    target: Oid,
+    paths: &[String],
+    skip: &[String],
+    stage: &Path,
+) -> Result<StagedIndex> {
+    let index_path = co.git_dir.join("index");
+    let current = match std::fs::read(&index_path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => {
+            return Err(GitError::Io {
+                context: format!("cannot read {}", index_path.display()),
+                source: e,
+            });
+        }
+    };
+    let lock = OwnedLock::acquire(&index_path, stage, &current)
+        .ctx(|| format!("cannot lock {}", index_path.display()))?
+        .ok_or_else(|| {
+            GitError::Other(format!(
+                "{} is locked by another git process; nothing was changed",
+                lock_path(&index_path).display()
+            ))
+        })?;
+    let paths: Vec<&String> = paths.iter().filter(|p| !skip.contains(p)).collect();
+    let wrepo = git::open(&co.workdir)?;
+    let tree = wrepo
+        .find_commit(target)
+        .and_then(|c| c.tree())
+        .ctx(|| format!("cannot read {target}"))?;
+    // Paths the target does not have go first (a file may become a directory or back)...
+    let (present, absent): (Vec<&String>, Vec<&String>) = paths
+        .iter()
+        .partition(|p| tree.get_path(Path::new(p.as_str())).is_ok());
+    for p in &absent {
+        let full = co.workdir.join(p.as_str());
+        if std::fs::symlink_metadata(&full).is_ok_and(|m| !m.is_dir()) {
+            std::fs::remove_file(&full).ctx(|| format!("cannot remove {}", full.display()))?;
+            let mut dir = full.parent();
+            while let Some(d) = dir.filter(|d| *d != co.workdir) {
+                if std::fs::remove_dir(d).is_err() {
+                    break;
+                }
+                dir = d.parent();
+            }
+        }
+    }
+    crate::fault::point("land.checkout");
+    // ...then the others are written from the target tree (filters and modes applied by git).
+    if !present.is_empty() {
+        let mut cb = CheckoutBuilder::new();
+        cb.force().update_index(false).disable_pathspec_match(true);
+        for p in &present {
+            cb.path(p.as_str());
+        }
+        wrepo
+            .checkout_tree(tree.as_object(), Some(&mut cb))
+            .ctx(|| format!("cannot update the checkout {}", co.workdir.display()))?;
+    }
+    crate::fault::point("land.files-written");
+    // The new index: the current one with exactly these entries changed, stat data taken from
+    // the files just written (so `git status` need not re-read them).
+    let scratch = stage.with_extension("scratch");
+    std::fs::write(&scratch, &current).ctx(|| format!("cannot write {}", scratch.display()))?;
+    let mut index = git2::Index::open(&scratch).ctx(|| "cannot read the index".into())?;
+    for p in &paths {
+        let _ = index.remove(Path::new(p.as_str()), 0);
+        let Ok(entry) = tree.get_path(Path::new(p.as_str())) else {
+            continue;
+        };
+        let mode = entry.filemode() as u32;
+        let meta = std::fs::symlink_metadata(co.workdir.join(p.as_str())).ok();
+        let m = meta.as_ref();
+        let t = |s: i64, ns: i64| git2::IndexTime::new(s as i32, ns as u32);
+        let ie = git2::IndexEntry {
+            ctime: m.map_or(t(0, 0), |m| t(m.ctime(), m.ctime_nsec())),
+            mtime: m.map_or(t(0, 0), |m| t(m.mtime(), m.mtime_nsec())),
+            dev: m.map_or(0, |m| m.dev() as u32),
+            ino: m.map_or(0, |m| m.ino() as u32),
+            mode,
+            uid: m.map_or(0, |m| m.uid()),
+            gid: m.map_or(0, |m| m.gid()),
+            file_size: m.map_or(0, |m| m.size() as u32),
+            id: entry.id(),
+            flags: p.len().min(0xfff) as u16,
+            flags_extended: 0,
+            path: p.as_bytes().to_vec(),
+        };
+        index
+            .add(&ie)
+            .ctx(|| format!("cannot stage {p} in the index"))?;
+    }
+    index.write().ctx(|| "cannot write the index".into())?;
+    let bytes = std::fs::read(&scratch).ctx(|| format!("cannot read {}", scratch.display()))?;
+    let _ = std::fs::remove_file(&scratch);
+    lock.rewrite(&bytes)
+        .ctx(|| "cannot write the index lock".into())?;
+    Ok(StagedIndex { lock })
+}
+
+impl StagedIndex {
+    fn commit(self) -> Result<()> {
+        self.lock
+            .commit()
+            .ctx(|| "cannot write the checkout's index".into())
+    }
+}
+
+/// What landing did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LandOutcome {
+    /// `into` was moved to the new commit (and its checkout updated, if it has one).
+    Landed,
+    /// `into` is checked out with uncommitted changes; nothing was touched.
+    DirtyCheckout {
+        worktree: PathBuf,
+        paths: Vec<String>,
+    },
+    /// `into` no longer points where it did when the landing was planned; nothing was touched.
+    Moved,
+    /// The checkout of `into` could not be updated safely; nothing was touched.
+    CheckoutBlocked { worktree: PathBuf, message: String },
+    /// Another git process holds the lock of `into` (or of its index); nothing was touched.
+    Locked { what: String },
+}
+
+/// Where landing keeps its stage files: `<common-dir>/agent-farm-txn/<run>/`, beside the refs
+/// and indexes they are linked to (a hard link cannot cross file systems, and the run directory
+/// may be elsewhere or full).
+pub struct Stages {
+    pub ref_stage: PathBuf,
+    pub index_stage: PathBuf,
+}
+
+impl Stages {
+    pub fn dir(common_dir: &Path, run_id: &str) -> PathBuf {
+        common_dir.join("agent-farm-txn").join(run_id)
+    }
+
+    pub fn new(common_dir: &Path, run_id: &str) -> Stages {
+        let dir = Self::dir(common_dir, run_id);
+        Stages {
+            ref_stage: dir.join("land-ref.stage"),
+            index_stage: dir.join("land-index.stage"),
+        }
+    }
+
+    /// Remove the run's (empty) stage directory.
+    pub fn remove_dir(common_dir: &Path, run_id: &str) {
+        let dir = Self::dir(common_dir, run_id);
+        let _ = std::fs::remove_dir(&dir);
+        let _ = std::fs::remove_dir(common_dir.join("agent-farm-txn"));
+    }
+}
+
+fn ref_file(common: &Path, into: &str) -> PathBuf {
+    common.join("refs/heads").join(into)
+}
+
+/// The checkout of a branch: its working directory and git dir.
+fn checkout_of(repo: &Repository, into: &str) -> Result<Option<Checkout>> {
+    let Some(workdir) = git::checked_out_at(repo, into) else {
+        return Ok(None);
+    };
+    let wrepo = git::open(&workdir)?;
+    Ok(Some(Checkout {
+        workdir,
+        git_dir: wrepo.path().to_path_buf(),
+    }))
+}
+
+/// Move `into` from `old` to `new` (planned by [`git::plan_landing`]), updating its checkout,
+/// as one transaction journaled in `journal`. Blocking.
+pub fn land(
+    repo: &Repository,
+    journal: &Journal,
+    stages: &Stages,
+    into: &str,
+    old: Option<Oid>,
+    new: Oid,
+    message: &str,
+) -> Result<LandOutcome> {
+    let common = repo.commondir().to_path_buf();
+    let checkout = match old {
+        Some(_) => checkout_of(repo, into)?,
+        None => None,
+    };
+    if let Some(co) = &checkout {
+        let dirty = git::dirty_paths(&co.workdir)?;
+        if !dirty.is_empty() {
+            return Ok(LandOutcome::DirtyCheckout {
+                worktree: co.workdir.clone(),
+                paths: dirty,
+            });
+        }
+    }
+    let paths = match (old, &checkout) {
+        (Some(o), Some(_)) => changed_paths(repo, o, new)?,
+        _ => Vec::new(),
+    };
+    // Files the new tree adds must not exist untracked (git's own rule: never overwrite them).
+    if let (Some(o), Some(co)) = (old, &checkout) {
+        let wrepo = git::open(&co.workdir)?;
+        let not_old = differing_from(&wrepo, o, &paths)?;
+        let not_new = differing_from(&wrepo, new, &paths)?;
+        let blocked: Vec<String> = not_old
+            .into_iter()
+            .filter(|p| not_new.contains(p))
+            .collect();
+        if !blocked.is_empty() {
+            return Ok(LandOutcome::CheckoutBlocked {
+                worktree: co.workdir.clone(),
+                message: format!(
+                    "untracked or changed files would be overwritten: {}",
+                    blocked.join(", ")
+                ),
+            });
+        }
+    }
+    let intent = journal
+        .begin(Effect::Land {
+            into: into.to_string(),
+            old: old.map(|o| o.to_string()),
+            new: new.to_string(),
+            checkout: checkout.clone(),
+            ref_stage: stages.ref_stage.clone(),
+            index_stage: stages.index_stage.clone(),
+            paths: paths.clone(),
+        })
+        .ctx(|| "cannot write the journal".into())?;
+    crate::fault::point("land.journaled");
+    let target = ref_file(&common, into);
+    let Some(ref_lock) =
+        OwnedLock::acquire(&target, &stages.ref_stage, format!("{new}\n").as_bytes())
+            .ctx(|| format!("cannot lock {into}"))?
+    else {
+        intent.end("locked");
+        return Ok(LandOutcome::Locked {
+            what: lock_path(&target).display().to_string(),
+        });
+    };
+    crate::fault::point("land.ref-locked");
+    if git::branch_tip(repo, into) != old {
+        ref_lock.release();
+        intent.end("moved");
+        return Ok(LandOutcome::Moved);
+    }
+    let staged = match &checkout {
+        Some(co) => {
+            // Under the ref lock now: nobody commits on `into`; re-check the files themselves.
+            let wrepo = git::open(&co.workdir)?;
+            let o = old.unwrap_or(new);
+            let changed = differing_from(&wrepo, o, &paths)?;
+            if !changed.is_empty() || !git::dirty_paths(&co.workdir)?.is_empty() {
+                ref_lock.release();
+                intent.end("dirty");
+                return Ok(LandOutcome::DirtyCheckout {
+                    worktree: co.workdir.clone(),
+                    paths: changed,
+                });
+            }
+            match stage_checkout(co, new, &paths, &[], &stages.index_stage) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    // Prepare failed: put back what was written, give the locks up.
+                    let undo = stage_checkout(co, o, &paths, &[], &stages.index_stage)
+                        .and_then(StagedIndex::commit);
+                    ref_lock.release();
+                    match undo {
+                        Ok(()) => intent.end("failed; checkout restored"),
+                        Err(u) => tracing::error!("cannot restore the checkout: {u}"),
+                    }
+                    return Ok(LandOutcome::CheckoutBlocked {
+                        worktree: co.workdir.clone(),
+                        message: e.to_string(),
+                    });
+                }
+            }
+        }
+        None => None,
+    };
+    crate::fault::point("land.index-staged");
+    // The commit point.
+    ref_lock.commit().ctx(|| format!("cannot update {into}"))?;
+    crate::fault::point("land.ref-moved");
+    if let Some(s) = staged {
+        s.commit()?;
+    }
+    crate::fault::point("land.index-written");
+    append_reflogs(repo, into, old, new, message, checkout.as_ref());
+    intent.end("landed");
+    Ok(LandOutcome::Landed)
+}
+
+/// Record the move in `into`'s reflog (and its checkout's HEAD log), as git would.
+fn append_reflogs(
+    repo: &Repository,
+    into: &str,
+    old: Option<Oid>,
+    new: Oid,
+    message: &str,
+    checkout: Option<&Checkout>,
+) {
+    let Ok((_, committer)) = git::signatures(repo) else {
+        return;
+    };
+    let t = committer.when();
+    let off = t.offset_minutes();
+    let line = format!(
+        "{} {new} {} <{}> {} {}{:02}{:02}\t{}\n",
+        old.unwrap_or(Oid::ZERO_SHA1),
+        committer.name().unwrap_or("agent-farm"),
+        committer.email().unwrap_or(""),
+        t.seconds(),
+        if off < 0 { '-' } else { '+' },
+        off.abs() / 60,
+        off.abs() % 60,
+        message.lines().next().unwrap_or("")
+    );
+    let mut logs = vec![repo.commondir().join("logs/refs/heads").join(into)];
+    if let Some(co) = checkout {
+        logs.push(co.git_dir.join("logs/HEAD"));
+    }
+    for log in logs {
+        if let Some(d) = log.parent() {
+            let _ = std::fs::create_dir_all(d);
+        }
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+        {
+            let _ = f.write_all(line.as_bytes());
+        }
+    }
+}
+
+/// What recovery did with a landing a crash cut short.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LandRecovery {
+    /// `Some(true)`: the ref had moved, the checkout was finished; `Some(false)`: it had not,
+    /// the checkout was restored; `None`: `into` points elsewhere now, only locks were removed.
+    pub rolled_forward: Option<bool>,
+    pub locks_removed: Vec<PathBuf>,
+    /// Paths someone changed since the crash: left as they are.
+    pub left_alone: Vec<String>,
+}
+
+/// Finish or undo a landing whose process died: the checkout ends exactly at the commit `into`
+/// points to (old or new), never in between; only the dead run's own locks are removed. Call
+/// only when no process of that run is alive. Blocking.
+pub fn recover_land(repo: &Repository, effect: &Effect) -> Result<LandRecovery> {
+    let Effect::Land {
+        into,
+        old,
+        new,
+        checkout,
+        ref_stage,
+        index_stage,
+        paths,
+    } = effect
+    else {
+        return Err(GitError::Other("not a landing".into()));
+    };
+    let parse = |s: &str| {
+        s.parse::<Oid>()
+            .map_err(|e| GitError::Other(format!("bad commit id {s} in the journal: {e}")))
+    };
+    let new = parse(new)?;
+    let old = old.as_deref().map(parse).transpose()?;
+    let common = repo.commondir().to_path_buf();
+    let mut locks_removed = Vec::new();
+    locks_removed.extend(remove_own_lock(&ref_file(&common, into), ref_stage));
+    let tip = git::branch_tip(repo, into);
+    let target = if tip == Some(new) {
+        Some(new)
+    } else if tip == old {
+        old
+    } else {
+        None
+    };
+    let mut left_alone = Vec::new();
+    if let Some(co) = checkout {
+        let index = co.git_dir.join("index");
+        let index_ours = is_ours(&lock_path(&index), index_stage);
+        if let Some(target) = target.filter(|_| co.workdir.is_dir()) {
+            // Paths neither at old nor at new were changed by someone since: leave them.
+            let wrepo = git::open(&co.workdir)?;
+            let not_old = match old {
+                Some(o) => differing_from(&wrepo, o, paths)?,
+                None => paths.clone(),
+            };
+            let not_new = differing_from(&wrepo, new, paths)?;
+            left_alone = not_old
+                .into_iter()
+                .filter(|p| not_new.contains(p))
+                .collect();
+            if index_ours {
+                locks_removed.extend(remove_own_lock(&index, index_stage));
+            }
+            stage_checkout(co, target, paths, &left_alone, index_stage)?.commit()?;
+        } else if index_ours {
+            locks_removed.extend(remove_own_lock(&index, index_stage));
+        }
+    }
+    let _ = std::fs::remove_file(index_stage);
+    Ok(LandRecovery {
+        rolled_forward: target.map(|t| t == new && old != Some(new)),
+        locks_removed,
+        left_alone,
+    })
+}
