@@ -115,6 +115,16 @@ pub enum PreflightError {
     RunNotFound { run_id: String, dir: PathBuf },
     #[error("no runs recorded in this repository yet (looked in {dir})")]
     NoRuns { dir: PathBuf },
+    #[error("`{prefix}` matches several runs: {}", runs.join(", "))]
+    AmbiguousRun { prefix: String, runs: Vec<String> },
+    #[error(
+        "run {run_id} is not finished: domain `{domain}` is {status}; continue it with `agent-farm resume {run_id}`"
+    )]
+    RunNotFinished {
+        run_id: String,
+        domain: String,
+        status: String,
+    },
     #[error("{0}")]
     Other(String),
 }

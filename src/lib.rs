@@ -19,6 +19,7 @@ pub mod recover;
 pub mod report;
 pub mod reporter;
 pub mod runner;
+pub mod session;
 pub mod sim;
 pub mod txn;
 pub mod watch;

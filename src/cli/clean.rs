@@ -79,7 +79,12 @@ pub fn run(cwd: &Path, args: Args) -> anyhow::Result<i32> {
         let events = cleanup_run(&rec, &journal, true, args.force);
         let run_id = rec.run_id.clone();
         // Through the run's event log, like every other change of its record.
-        let mut farm = crate::runner::Farm::new(rec, Vec::new())?;
+        let opts = crate::runner::FarmOptions {
+            mode: crate::runner::dispatcher::Mode::Merge,
+            keep_worktrees: false,
+            retries: None,
+        };
+        let mut farm = crate::runner::Farm::new(rec, Vec::new(), opts)?;
         let mut kept = 0;
         for ev in &events {
             if matches!(ev, crate::events::FarmEvent::BranchKept { .. }) {
@@ -91,7 +96,7 @@ pub fn run(cwd: &Path, args: Args) -> anyhow::Result<i32> {
             farm.emit(ev.clone());
         }
         farm.flush();
-        let rec = &farm.record;
+        let rec = farm.record();
         if events.is_empty() {
             println!("{}: nothing left to clean", rec.run_id);
         } else if kept > 0 && !args.force {

@@ -118,23 +118,11 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     create_repo(&root)?;
     println!("demo repository: {}", root.display());
     println!("plan: {}\n", root.join("farm.yaml").display());
-    let code = super::run::run(
-        &root,
-        super::run::Args {
-            file: None,
-            jobs: None,
-            fail_fast: false,
-            retries: None,
-            deadline: None,
-            keep_worktrees: false,
-            no_merge: false,
-            agent: None,
-            agent_program: None,
-            worktree_root: None,
-            progress: args.progress,
-            json: false,
-        },
-    )?;
+    let reporters = super::run::reporters(args.progress);
+    let mut session =
+        crate::session::Session::start(&root, &crate::session::RunRequest::default(), reporters)?;
+    session.drive();
+    let code = super::run::render(session.conclude(), false);
     println!("\nthe merged result is on `main` in {}", root.display());
     println!(
         "look at it with: git -C {} log --graph --oneline --all",

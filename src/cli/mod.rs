@@ -15,8 +15,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand};
 
-use crate::error::PreflightError;
-use crate::record::{RunPaths, RunRecord, list_runs};
+use crate::record::RunRecord;
 
 /// Run a team of AI coding agents in parallel on one git repository, one worktree and branch
 /// per domain, then merge their work back in a planned order.
@@ -78,50 +77,28 @@ pub fn main(cli: Cli) -> anyhow::Result<i32> {
 }
 
 /// Finish or undo what dead runs of this repository left half done (see
-/// [`crate::runner::finish::recover_dead_runs`]), saying what was done on stderr.
+/// [`crate::session::recover_dead_runs`]), saying what was done on stderr.
 pub fn recover_dead_runs(cwd: &Path) {
-    let Ok(info) = crate::git::discover(cwd) else {
-        return;
-    };
-    for (run, message) in crate::runner::finish::recover_dead_runs(&info.common_dir) {
+    for (run, message) in crate::session::recover_dead_runs(cwd) {
         eprintln!("agent-farm: run {run}: {message}");
     }
 }
 
 /// Find a run's record: `run` if given (an id or a unique prefix), else the most recent one.
 pub fn find_run(cwd: &Path, run: Option<&str>) -> anyhow::Result<RunRecord> {
-    let info = crate::git::discover(cwd)?;
-    let runs = list_runs(&info.common_dir);
-    let root = RunPaths::runs_root(&info.common_dir);
-    let id = match run {
-        Some(r) => {
-            let matches: Vec<&String> = runs.iter().filter(|id| id.starts_with(r)).collect();
-            match matches.as_slice() {
-                [one] => (*one).clone(),
-                [] => {
-                    return Err(PreflightError::RunNotFound {
-                        run_id: r.to_string(),
-                        dir: root,
-                    }
-                    .into());
-                }
-                many => {
-                    return Err(PreflightError::Other(format!(
-                        "`{r}` matches several runs: {}",
-                        many.iter()
-                            .map(|s| s.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ))
-                    .into());
-                }
-            }
-        }
-        None => runs
-            .last()
-            .cloned()
-            .ok_or(PreflightError::NoRuns { dir: root })?,
-    };
-    let path = RunPaths::new(&info.common_dir, &id).record();
-    Ok(RunRecord::load(&path)?)
+    crate::session::find_run(cwd, run)
+}
+
+/// Flags every command that drives a run shares (run, resume, merge).
+#[derive(Debug, Clone, clap::Args)]
+pub struct DriveArgs {
+    /// Keep every worktree after the run (branches of kept worktrees are kept too).
+    #[arg(long)]
+    pub keep_worktrees: bool,
+    /// Progress display: auto (live lines on a terminal), plain (one line per event), none.
+    #[arg(long, default_value = "auto", value_name = "MODE")]
+    pub progress: run::Progress,
+    /// Print the final report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
 }

@@ -45,7 +45,7 @@ struct PlanView {
 
 pub fn run(cwd: &Path, args: Args) -> anyhow::Result<i32> {
     let repo = crate::git::discover(cwd).ok();
-    let path = super::run::plan_path(repo.as_ref(), cwd, args.file.as_deref());
+    let path = crate::session::plan_path(repo.as_ref(), cwd, args.file.as_deref());
     let plan = plan::load(&path)?;
     let mut warnings = Vec::new();
     let mut counts: Option<(Vec<usize>, usize)> = None;
@@ -56,7 +56,7 @@ pub fn run(cwd: &Path, args: Args) -> anyhow::Result<i32> {
     if let (Some(info), Some(base)) = (&repo, &base) {
         let r = crate::git::open(&info.workdir)?;
         if let Some(commit) = crate::git::resolve_commit(&r, base) {
-            let at_base = super::run::ownership_at_base(&plan, &r, commit, base)?;
+            let at_base = crate::session::ownership_at_base(&plan, &r, commit, base)?;
             if !at_base.problems.is_empty() {
                 return Err(PlanError::Invalid {
                     path,

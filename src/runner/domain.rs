@@ -1,7 +1,7 @@
-//! Running one domain end to end in its own worktree: create the branch and worktree, copy
-//! files, run setup, run the agent with retries, commit after every attempt, run the domain's
-//! verify. This is the unit a remote worker would run on its own; it reports only through
-//! events and never touches the run record or other domains.
+//! The effects of one domain, each a task the dispatcher starts: prepare (branch, worktree,
+//! copies, setup), one agent attempt and the commit after it, conclude (audit, policy, the
+//! domain's own verify). This is the unit a remote worker would run on its own; it reports only
+//! through messages to the dispatcher and never touches the run record or other domains.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -9,9 +9,10 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use super::agent::{self, Vars};
+use super::dispatcher::{DomainMsg, Input};
 use super::process::{self, Cancel, CancelRx, ProcSpec};
 use super::stream::{Observation, StreamState};
-use crate::events::{AttemptEnd, DomainStatus, FarmEvent, Timed, now_ms};
+use crate::events::{AttemptEnd, DomainStatus, FarmEvent, now_ms};
 use crate::events::{Detected, Violation};
 use crate::git;
 use crate::ownership::{AuditChange, AuditKind, Finding, OwnershipMap};
@@ -32,7 +33,6 @@ pub struct DomainJob {
     pub start_commit: git2::Oid,
     pub agent: AgentConfig,
     pub timeout: Duration,
-    pub retries: u32,
     pub copy: Vec<String>,
     pub setup: Vec<CommandSpec>,
     pub self_exe: PathBuf,
@@ -40,34 +40,40 @@ pub struct DomainJob {
     pub policy: Policy,
     /// Continue a domain of an interrupted run: its branch (and maybe worktree) exist already.
     pub resume: bool,
-    /// Resuming a domain whose last agent attempt succeeded: do not run the agent again.
-    pub agent_done: bool,
-    /// Number of the first attempt this job makes (attempts of earlier runs come before).
-    pub first_attempt: u32,
     /// The run's intent journal, for the branch and worktree this job creates.
     pub journal: std::sync::Arc<crate::journal::Journal>,
     pub names: crate::names::RunNames,
-    /// Live watching: the run's watcher, and where to say how this worktree is watched.
-    pub watch: Option<(std::sync::Arc<crate::watch::Watcher>, WatchAdded)>,
+    /// Live watching: the run's watcher (how the worktree ended up watched is reported as an input).
+    pub watch: Option<std::sync::Arc<crate::watch::Watcher>>,
 }
 
-/// How a worktree ended up being watched, reported to the dispatcher.
-pub type WatchAdded = mpsc::Sender<(String, Result<crate::watch::Mode, String>)>;
+/// Where a domain's effects report: the driver's input channel.
+pub type Inputs = mpsc::Sender<(u64, Input)>;
 
-struct Emitter {
-    tx: mpsc::Sender<Timed>,
+/// Sends a domain's messages to the dispatcher, stamped with the time they happened.
+#[derive(Clone)]
+pub struct Emitter {
+    pub tx: Inputs,
+    pub domain: String,
 }
 
 impl Emitter {
-    async fn send(&self, event: FarmEvent) {
+    async fn msg(&self, msg: DomainMsg) {
         // The dispatcher outlives every domain task; a closed channel means it is shutting down.
         let _ = self
             .tx
-            .send(Timed {
-                at_ms: now_ms(),
-                event,
-            })
+            .send((
+                now_ms(),
+                Input::Domain {
+                    domain: self.domain.clone(),
+                    msg,
+                },
+            ))
             .await;
+    }
+
+    async fn send(&self, event: FarmEvent) {
+        self.msg(DomainMsg::Observed(event)).await
     }
 }
 
@@ -167,41 +173,67 @@ fn prepare_checkout(job: &DomainJob) -> Result<(), git::GitError> {
     Ok(())
 }
 
-/// Run the domain; the last event sent is always `DomainFinished`.
-pub async fn run(job: DomainJob, tx: mpsc::Sender<Timed>, mut cancel: CancelRx) {
-    let em = Emitter { tx };
-    let name = job.domain.name.clone();
-    let finish = |status: DomainStatus, reason: Option<String>| FarmEvent::DomainFinished {
-        domain: name.clone(),
-        status,
-        reason,
-        head: None,
-        files: Vec::new(),
-        insertions: 0,
-        deletions: 0,
+fn spec_for(job: &DomainJob, argv: Vec<String>, log: PathBuf) -> ProcSpec {
+    let prompt = agent::full_prompt(&job.agent, &job.domain, &job.worktree);
+    let vars = Vars {
+        prompt: &prompt,
+        domain: &job.domain.name,
+        worktree: &job.worktree,
+        run_id: &job.run_id,
+        branch: &job.branch,
     };
+    ProcSpec {
+        argv,
+        cwd: job.worktree.clone(),
+        env: agent::env(&job.agent, &vars),
+        log,
+        timeout: job.timeout,
+        grace: job.agent.grace,
+        idle_timeout: None,
+        stdout_lines: None,
+    }
+}
+
+/// Create the domain's branch and worktree, watch it, run setup. Reports `Prepared`.
+pub async fn prepare(job: DomainJob, em: Emitter, mut cancel: CancelRx, skip_setup: bool) {
+    let result = prepare_inner(&job, &em, &mut cancel, skip_setup).await;
+    em.msg(DomainMsg::Prepared(result)).await;
+}
+
+async fn prepare_inner(
+    job: &DomainJob,
+    em: &Emitter,
+    cancel: &mut CancelRx,
+    skip_setup: bool,
+) -> Result<(), (DomainStatus, String)> {
+    let name = job.domain.name.clone();
     let already = cancel.borrow().clone();
     if let Some(c) = already {
-        em.send(finish(
+        return Err((
             DomainStatus::Cancelled,
-            Some(format!("not started: {}", c.reason)),
-        ))
-        .await;
-        return;
+            format!("not started: {}", c.reason),
+        ));
     }
     let j = job.clone();
     if let Err(e) = blocking(move || prepare_worktree(&j)).await {
-        em.send(finish(DomainStatus::Failed, Some(format!("worktree: {e}"))))
-            .await;
-        return;
+        return Err((DomainStatus::Failed, format!("worktree: {e}")));
     }
     // Watch the worktree before anything runs in it, so that no early write goes unseen.
-    if let Some((watcher, added)) = &job.watch {
+    if let Some(watcher) = &job.watch {
         let mode = watcher
             .add(&name, &job.worktree)
             .await
             .map_err(|e| e.to_string());
-        let _ = added.send((name.clone(), mode)).await;
+        let _ = em
+            .tx
+            .send((
+                now_ms(),
+                Input::WatchMode {
+                    domain: name.clone(),
+                    mode,
+                },
+            ))
+            .await;
     }
     em.send(FarmEvent::WorktreeReady {
         domain: name.clone(),
@@ -209,7 +241,29 @@ pub async fn run(job: DomainJob, tx: mpsc::Sender<Timed>, mut cancel: CancelRx) 
         branch: job.branch.clone(),
     })
     .await;
+    // Setup commands: a failure fails this domain only. A resumed domain whose agent had
+    // already succeeded goes straight to its audit.
+    for cmd in job.setup.iter().filter(|_| !skip_setup) {
+        let log = job.paths.setup_log(&name);
+        let _ = process::log_line(&log, &format!("$ {}", cmd.display()));
+        let r = process::run(&spec_for(job, cmd.argv(), log), |_| {}, cancel).await;
+        if !r.end.success() {
+            let status = match r.end {
+                AttemptEnd::Cancelled { .. } => DomainStatus::Cancelled,
+                _ => DomainStatus::Failed,
+            };
+            return Err((
+                status,
+                format!("setup `{}` failed: {}", cmd.display(), r.end.describe()),
+            ));
+        }
+    }
+    Ok(())
+}
 
+/// Run one agent attempt and commit whatever it left. Reports `AttemptDone`.
+pub async fn attempt(job: DomainJob, em: Emitter, cancel: CancelRx, attempt: u32) {
+    let name = job.domain.name.clone();
     let prompt = agent::full_prompt(&job.agent, &job.domain, &job.worktree);
     let vars = Vars {
         prompt: &prompt,
@@ -218,257 +272,182 @@ pub async fn run(job: DomainJob, tx: mpsc::Sender<Timed>, mut cancel: CancelRx) 
         run_id: &job.run_id,
         branch: &job.branch,
     };
-    let env = agent::env(&job.agent, &vars);
-    let spec_for = |argv: Vec<String>, log: PathBuf| ProcSpec {
-        argv,
-        cwd: job.worktree.clone(),
-        env: env.clone(),
-        log,
-        timeout: job.timeout,
-        grace: job.agent.grace,
-        idle_timeout: None,
-        stdout_lines: None,
-    };
-
-    // Setup commands: a failure fails this domain only.
-    // A resumed domain whose agent had already succeeded goes straight to its audit.
-    for cmd in job.setup.iter().filter(|_| !job.agent_done) {
-        let log = job.paths.setup_log(&name);
-        let _ = process::log_line(&log, &format!("$ {}", cmd.display()));
-        let r = process::run(&spec_for(cmd.argv(), log), |_| {}, &mut cancel).await;
-        if !r.end.success() {
-            let status = match r.end {
-                AttemptEnd::Cancelled { .. } => DomainStatus::Cancelled,
-                _ => DomainStatus::Failed,
-            };
-            em.send(finish(
-                status,
-                Some(format!(
-                    "setup `{}` failed: {}",
-                    cmd.display(),
-                    r.end.describe()
-                )),
-            ))
-            .await;
-            return;
-        }
-    }
-
     let argv = agent::argv(&job.agent, &job.self_exe, &vars);
     let log = job.paths.output_log(&name);
-    let mut last_end = AttemptEnd::Exited {
-        code: if job.agent_done { 0 } else { -1 },
-    };
-    let mut head: Option<String> = None;
-    let mut refused = 0usize;
-    for attempt in (job.first_attempt..=job.first_attempt + job.retries).filter(|_| !job.agent_done)
-    {
-        let _ = process::log_line(
-            &log,
-            &format!("=== agent-farm: domain {name}, attempt {attempt}, argv {argv:?}"),
-        );
-        let (pid_tx, pid_rx) = tokio::sync::oneshot::channel();
-        let mut spec = spec_for(argv.clone(), log.clone());
-        spec.idle_timeout = job.agent.idle_timeout;
-        let (line_tx, mut line_rx) = mpsc::channel::<String>(256);
-        let structured = agent::streams_json(&job.agent);
-        if structured {
-            spec.stdout_lines = Some(line_tx);
-        } else {
-            drop(line_tx);
-        }
-        let mut c2 = cancel.clone();
-        let spawned_ms = now_ms();
-        let run = tokio::spawn(async move {
-            process::run(
-                &spec,
-                |pid| {
-                    let _ = pid_tx.send(pid);
-                },
-                &mut c2,
-            )
-            .await
-        });
-        if let Ok(pid) = pid_rx.await {
-            em.send(FarmEvent::AgentStarted {
-                domain: name.clone(),
-                attempt,
-                pid,
-                spawned_ms,
-            })
-            .await;
-        }
-        // Live activity from the agent's own event stream, until its stdout closes.
-        let mut stream = StreamState::default();
-        while let Some(line) = line_rx.recv().await {
-            for obs in stream.feed(&line) {
-                if let Some(ev) = observation_event(&name, attempt, &job.worktree, &stream, obs) {
-                    em.send(ev).await;
-                }
-            }
-        }
-        let r = match run.await {
-            Ok(r) => r,
-            Err(e) => process::ProcResult {
-                end: AttemptEnd::SpawnFailed {
-                    message: format!("internal error: {e}"),
-                },
-                duration: Duration::ZERO,
-                leftovers: Vec::new(),
+    let _ = process::log_line(
+        &log,
+        &format!("=== agent-farm: domain {name}, attempt {attempt}, argv {argv:?}"),
+    );
+    let (pid_tx, pid_rx) = tokio::sync::oneshot::channel();
+    let mut spec = spec_for(&job, argv.clone(), log.clone());
+    spec.idle_timeout = job.agent.idle_timeout;
+    let (line_tx, mut line_rx) = mpsc::channel::<String>(256);
+    let structured = agent::streams_json(&job.agent);
+    if structured {
+        spec.stdout_lines = Some(line_tx);
+    } else {
+        drop(line_tx);
+    }
+    let mut c2 = cancel.clone();
+    let spawned_ms = now_ms();
+    let run = tokio::spawn(async move {
+        process::run(
+            &spec,
+            |pid| {
+                let _ = pid_tx.send(pid);
             },
-        };
-        let mut r = r;
-        refused += stream.usage.denials.len();
-        if structured && !matches!(r.end, AttemptEnd::SpawnFailed { .. }) {
-            em.send(FarmEvent::AgentUsageReported {
-                domain: name.clone(),
-                attempt,
-                usage: stream.usage.clone(),
-            })
-            .await;
-            // The exit code alone is not the truth: the agent's result says whether it worked.
-            if let AttemptEnd::Exited { code } = r.end
-                && let Some((failure, message)) = stream.failure(Some(code))
-            {
-                r.end = AttemptEnd::AgentFailed {
-                    failure,
-                    code: Some(code),
-                    message,
-                };
-            }
-        }
-        if !r.leftovers.is_empty() {
-            em.send(FarmEvent::Warning {
-                domain: Some(name.clone()),
-                message: format!(
-                    "agent left {} process(es) running in its group (pids {:?}); killed them",
-                    r.leftovers.len(),
-                    r.leftovers
-                ),
-            })
-            .await;
-        }
-        let _ = process::log_line(
-            &log,
-            &format!(
-                "=== agent-farm: attempt {attempt} ended: {}",
-                r.end.describe()
-            ),
-        );
-        em.send(FarmEvent::AgentFinished {
+            &mut c2,
+        )
+        .await
+    });
+    if let Ok(pid) = pid_rx.await {
+        em.send(FarmEvent::AgentStarted {
             domain: name.clone(),
             attempt,
-            end: r.end.clone(),
-            duration_ms: r.duration.as_millis() as u64,
+            pid,
+            spawned_ms,
         })
         .await;
-        // Commit whatever the attempt left, success or not: nothing an agent wrote is lost.
-        // Commits the agent made on a detached HEAD or another branch are secured first.
-        let msg = commit_message(&job, attempt, &r.end);
-        let (wt, exclude, branch) = (job.worktree.clone(), job.copy.clone(), job.branch.clone());
-        let (repo_dir, admin) = (job.repo_dir.clone(), job.worktree_admin.clone());
-        let (journal, names, dname) = (job.journal.clone(), job.names.clone(), name.clone());
-        let after = Some((attempt, r.end.success()));
-        let committed = blocking(move || {
-            let repo = git::open(&repo_dir)?;
-            let repaired = git::repair_worktree_link(&repo, &admin, &wt)?;
-            if repaired {
-                tracing::warn!("restored the .git file of {}", wt.display());
-            }
-            debug_assert_eq!(branch, names.branch(&dname));
-            super::effects::commit_work(&journal, &repo, &names, &dname, &wt, &msg, &exclude, after)
-        })
-        .await;
-        match committed {
-            Ok((before, commit, after)) => {
-                for state in [before, after] {
-                    match state {
-                        git::HeadState::OnBranch => {}
-                        git::HeadState::FastForwarded { to } => {
-                            em.send(FarmEvent::Warning {
-                                domain: Some(name.clone()),
-                                message: format!(
-                                    "the agent moved HEAD off its branch and committed; {} was fast-forwarded to {to}",
-                                    job.branch
-                                ),
-                            })
-                            .await
-                        }
-                        git::HeadState::Stray { commit } => {
-                            em.send(FarmEvent::Warning {
-                                domain: Some(name.clone()),
-                                message: format!(
-                                    "the agent left its branch: HEAD is at {commit}, kept as {}",
-                                    stray_ref(&job.run_id, &name)
-                                ),
-                            })
-                            .await
-                        }
-                    }
-                }
-                if let Some(oid) = commit {
-                    head = Some(oid.to_string());
-                    em.send(FarmEvent::Committed {
-                        domain: name.clone(),
-                        commit: oid.to_string(),
-                        note: format!("attempt {attempt}: {}", r.end.describe()),
-                    })
-                    .await;
-                }
-            }
-            Err(e) => {
-                // The worktree keeps the uncommitted work; cleanup will not remove a dirty one.
-                em.send(finish(
-                    DomainStatus::Failed,
-                    Some(format!(
-                        "commit failed: {e}; the work is left uncommitted in {}",
-                        job.worktree.display()
-                    )),
-                ))
-                .await;
-                return;
-            }
-        }
-        last_end = r.end;
-        let (retryable, backoff) = match &last_end {
-            AttemptEnd::Exited { .. }
-            | AttemptEnd::Signaled { .. }
-            | AttemptEnd::TimedOut
-            | AttemptEnd::Stalled { .. } => (true, job.agent.retry_backoff),
-            AttemptEnd::AgentFailed { failure, .. } => (
-                failure.retryable(),
-                if failure.backs_off() {
-                    job.agent.rate_limit_backoff
-                } else {
-                    job.agent.retry_backoff
-                },
-            ),
-            AttemptEnd::Cancelled { .. } | AttemptEnd::SpawnFailed { .. } => {
-                (false, Duration::ZERO)
-            }
-        };
-        if last_end.success() || !retryable || attempt >= job.first_attempt + job.retries {
-            break;
-        }
-        let delay = backoff
-            .checked_mul(2u32.saturating_pow(attempt - 1))
-            .unwrap_or(Duration::MAX)
-            .min(Duration::from_secs(3600));
-        em.send(FarmEvent::AgentRetrying {
-            domain: name.clone(),
-            next_attempt: attempt + 1,
-            delay_ms: delay.as_millis() as u64,
-        })
-        .await;
-        tokio::select! {
-            _ = tokio::time::sleep(delay) => {}
-            c = process::cancelled(&mut cancel) => {
-                last_end = AttemptEnd::Cancelled { reason: c.reason };
-                break;
+    }
+    // Live activity from the agent's own event stream, until its stdout closes.
+    let mut stream = StreamState::default();
+    while let Some(line) = line_rx.recv().await {
+        for obs in stream.feed(&line) {
+            if let Some(ev) = observation_event(&name, attempt, &job.worktree, &stream, obs) {
+                em.send(ev).await;
             }
         }
     }
+    let mut r = match run.await {
+        Ok(r) => r,
+        Err(e) => process::ProcResult {
+            end: AttemptEnd::SpawnFailed {
+                message: format!("internal error: {e}"),
+            },
+            duration: Duration::ZERO,
+            leftovers: Vec::new(),
+        },
+    };
+    let refused = stream.usage.denials.len();
+    if structured && !matches!(r.end, AttemptEnd::SpawnFailed { .. }) {
+        em.send(FarmEvent::AgentUsageReported {
+            domain: name.clone(),
+            attempt,
+            usage: stream.usage.clone(),
+        })
+        .await;
+        // The exit code alone is not the truth: the agent's result says whether it worked.
+        if let AttemptEnd::Exited { code } = r.end
+            && let Some((failure, message)) = stream.failure(Some(code))
+        {
+            r.end = AttemptEnd::AgentFailed {
+                failure,
+                code: Some(code),
+                message,
+            };
+        }
+    }
+    if !r.leftovers.is_empty() {
+        em.send(FarmEvent::Warning {
+            domain: Some(name.clone()),
+            message: format!(
+                "agent left {} process(es) running in its group (pids {:?}); killed them",
+                r.leftovers.len(),
+                r.leftovers
+            ),
+        })
+        .await;
+    }
+    let _ = process::log_line(
+        &log,
+        &format!(
+            "=== agent-farm: attempt {attempt} ended: {}",
+            r.end.describe()
+        ),
+    );
+    em.send(FarmEvent::AgentFinished {
+        domain: name.clone(),
+        attempt,
+        end: r.end.clone(),
+        duration_ms: r.duration.as_millis() as u64,
+    })
+    .await;
+    // Commit whatever the attempt left, success or not: nothing an agent wrote is lost.
+    // Commits the agent made on a detached HEAD or another branch are secured first.
+    let msg = commit_message(&job, attempt, &r.end);
+    let (wt, exclude, branch) = (job.worktree.clone(), job.copy.clone(), job.branch.clone());
+    let (repo_dir, admin) = (job.repo_dir.clone(), job.worktree_admin.clone());
+    let (journal, names, dname) = (job.journal.clone(), job.names.clone(), name.clone());
+    let after = Some((attempt, r.end.success()));
+    let committed = blocking(move || {
+        let repo = git::open(&repo_dir)?;
+        let repaired = git::repair_worktree_link(&repo, &admin, &wt)?;
+        if repaired {
+            tracing::warn!("restored the .git file of {}", wt.display());
+        }
+        debug_assert_eq!(branch, names.branch(&dname));
+        super::effects::commit_work(&journal, &repo, &names, &dname, &wt, &msg, &exclude, after)
+    })
+    .await;
+    let commit_error = match committed {
+        Ok((before, commit, after)) => {
+            for state in [before, after] {
+                match state {
+                    git::HeadState::OnBranch => {}
+                    git::HeadState::FastForwarded { to } => {
+                        em.send(FarmEvent::Warning {
+                            domain: Some(name.clone()),
+                            message: format!(
+                                "the agent moved HEAD off its branch and committed; {} was fast-forwarded to {to}",
+                                job.branch
+                            ),
+                        })
+                        .await
+                    }
+                    git::HeadState::Stray { commit } => {
+                        em.send(FarmEvent::Warning {
+                            domain: Some(name.clone()),
+                            message: format!(
+                                "the agent left its branch: HEAD is at {commit}, kept as {}",
+                                job.names.off_branch_ref(&name)
+                            ),
+                        })
+                        .await
+                    }
+                }
+            }
+            if let Some(oid) = commit {
+                em.send(FarmEvent::Committed {
+                    domain: name.clone(),
+                    commit: oid.to_string(),
+                    note: format!("attempt {attempt}: {}", r.end.describe()),
+                })
+                .await;
+            }
+            None
+        }
+        Err(e) => Some(e),
+    };
+    em.msg(DomainMsg::AttemptDone {
+        attempt,
+        end: r.end,
+        refused,
+        commit_error,
+    })
+    .await;
+}
 
+/// After the last attempt: the ownership audit and policy, the domain's own verify, its change
+/// stats. Reports `Concluded`.
+pub async fn conclude(
+    job: DomainJob,
+    em: Emitter,
+    mut cancel: CancelRx,
+    last_end: AttemptEnd,
+    refused: usize,
+) {
+    let name = job.domain.name.clone();
+    let mut head: Option<String> = None;
     let (mut status, mut reason) = match &last_end {
         e if e.success() && refused > 0 => (
             DomainStatus::Succeeded,
@@ -547,7 +526,7 @@ pub async fn run(job: DomainJob, tx: mpsc::Sender<Timed>, mut cancel: CancelRx) 
     {
         let log = job.paths.domain_verify_log(&name);
         let _ = process::log_line(&log, &format!("$ {}", v.display()));
-        let r = process::run(&spec_for(v.argv(), log), |_| {}, &mut cancel).await;
+        let r = process::run(&spec_for(&job, v.argv(), log), |_| {}, &mut cancel).await;
         if let AttemptEnd::Cancelled { reason: why } = &r.end {
             status = DomainStatus::Cancelled;
             reason = Some(why.clone());
@@ -582,8 +561,7 @@ pub async fn run(job: DomainJob, tx: mpsc::Sender<Timed>, mut cancel: CancelRx) 
             (Vec::new(), 0, 0)
         }
     };
-    em.send(FarmEvent::DomainFinished {
-        domain: name.clone(),
+    em.msg(DomainMsg::Concluded {
         status,
         reason,
         head,
@@ -707,11 +685,6 @@ async fn apply_policy(
         .await;
     }
     outcome
-}
-
-/// The hidden ref that keeps commits an agent made off its branch.
-pub fn stray_ref(run_id: &str, domain: &str) -> String {
-    format!("refs/farm/{run_id}/{domain}/off-branch")
 }
 
 /// Paths inside the worktree are shown relative to it.

@@ -3,383 +3,190 @@
 
 use std::path::Path;
 
-use super::Farm;
 use super::process::{self, ProcSpec};
 use crate::events::{DomainStatus, FarmEvent};
 use crate::git;
-use crate::plan::schedule;
-use crate::record::{Phase, RunRecord};
+use crate::record::RunRecord;
 
-impl Farm {
-    /// Merge every succeeded, unmerged domain into the integration branch, in plan order.
-    pub async fn merge_pending(&mut self) {
-        if self.check_interrupt() {
-            return;
+/// Which of the finished branches would conflict with the integration branch or with each
+/// other (in-memory merges, no checkout). Blocking.
+pub fn predict_conflicts(
+    repo_dir: &Path,
+    integration: &str,
+    candidates: &[(String, String)],
+) -> Result<Vec<(String, String, Vec<String>)>, git::GitError> {
+    let repo = git::open(repo_dir)?;
+    let tip = git::branch_tip(&repo, integration);
+    let heads: Vec<(String, git2::Oid)> = candidates
+        .iter()
+        .filter_map(|(n, h)| Some((n.clone(), h.parse().ok()?)))
+        .collect();
+    let mut out = Vec::new();
+    for (i, (a, ha)) in heads.iter().enumerate() {
+        if let Some(t) = tip {
+            let p = git::conflicts_between(&repo, t, *ha)?;
+            if !p.is_empty() {
+                out.push((a.clone(), integration.to_string(), p));
+            }
         }
-        self.emit(FarmEvent::Phase {
-            phase: Phase::Merging,
-        });
-        self.predict_conflicts().await;
-        for name in schedule::merge_order(&self.record.plan.domains) {
-            let Some(d) = self.record.domain(&name) else {
-                continue;
+        for (b, hb) in heads.iter().skip(i + 1) {
+            let p = git::conflicts_between(&repo, *ha, *hb)?;
+            if !p.is_empty() {
+                out.push((a.clone(), b.clone(), p));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// What planning and performing the landing need, read from the record.
+pub struct LandingRequest {
+    repo_dir: std::path::PathBuf,
+    common_dir: std::path::PathBuf,
+    run_id: String,
+    integration: String,
+    recorded_tip: Option<git2::Oid>,
+    base: String,
+    into: String,
+    message: String,
+}
+
+impl LandingRequest {
+    pub fn of(rec: &RunRecord) -> LandingRequest {
+        LandingRequest {
+            repo_dir: rec.repo.clone(),
+            common_dir: rec.common_dir.clone(),
+            run_id: rec.run_id.clone(),
+            integration: rec.integration_branch.clone(),
+            recorded_tip: rec.integration_commit.as_ref().and_then(|c| c.parse().ok()),
+            base: rec.base_commit.clone(),
+            into: rec.into.clone(),
+            message: format!(
+                "farm: land run {run} into {into}\n\nFarm-Run: {run}\n",
+                run = rec.run_id,
+                into = rec.into
+            ),
+        }
+    }
+
+    /// The integration tip and what landing it on `into` would do; `None` when no domain
+    /// changed anything. Blocking.
+    pub fn plan(&self) -> Result<Option<(String, git::LandPlan)>, git::GitError> {
+        let repo = git::open(&self.repo_dir)?;
+        // After a crash during cleanup the integration branch may be gone already; the record
+        // still knows its last commit.
+        let recorded = self
+            .recorded_tip
+            .and_then(|c| repo.find_commit(c).ok().map(|c| c.id()));
+        let Some(tip) = git::branch_tip(&repo, &self.integration).or(recorded) else {
+            return Err(git::GitError::Other(format!(
+                "integration branch {} is missing",
+                self.integration
+            )));
+        };
+        if tip.to_string() == self.base {
+            return Ok(None);
+        }
+        let plan = git::plan_landing(&repo, &self.into, tip, &self.message)?;
+        Ok(Some((tip.to_string(), plan)))
+    }
+
+    /// Land `new` on `into` (which must still be at `old`) as one journaled transaction. Blocking.
+    pub fn land(
+        &self,
+        journal: &crate::journal::Journal,
+        old: Option<String>,
+        new: &str,
+    ) -> Result<crate::txn::LandOutcome, git::GitError> {
+        let parse = |s: &str| {
+            s.parse::<git2::Oid>()
+                .map_err(|e| git::GitError::Other(format!("bad commit id {s}: {e}")))
+        };
+        let old = old.as_deref().map(parse).transpose()?;
+        let new = parse(new)?;
+        let repo = git::open(&self.repo_dir)?;
+        let stages = crate::txn::Stages::new(&self.common_dir, &self.run_id);
+        crate::txn::land(&repo, journal, &stages, &self.into, old, new, &self.message)
+    }
+}
+
+/// Run the plan's `verify` on `commit` in a temporary detached worktree, removed afterwards.
+pub async fn run_verify(
+    rec: &RunRecord,
+    journal: std::sync::Arc<crate::journal::Journal>,
+    names: crate::names::RunNames,
+    commit: &str,
+    mut cancel: process::CancelRx,
+) -> super::dispatcher::Input {
+    let Some(verify) = rec.plan.verify.clone() else {
+        return super::dispatcher::Input::Verified {
+            passed: true,
+            end: crate::events::AttemptEnd::Exited { code: 0 },
+            duration_ms: 0,
+            log: String::new(),
+            setup_error: None,
+        };
+    };
+    let wt = names.verify_worktree(&rec.worktree_root);
+    let admin = names.verify_admin();
+    let (rd, w, a, c) = (
+        rec.repo.clone(),
+        wt.clone(),
+        admin.clone(),
+        commit.to_string(),
+    );
+    let (j, n) = (journal.clone(), names.clone());
+    let created = tokio::task::spawn_blocking(move || {
+        let commit: git2::Oid = c
+            .parse()
+            .map_err(|e| git::GitError::Other(format!("bad commit id {c}: {e}")))?;
+        let repo = git::open(&rd)?;
+        super::effects::remove_worktree(&j, &repo, &n, &a, &w)?;
+        super::effects::add_verify_worktree(&j, &repo, &n, &w, commit)
+    })
+    .await
+    .map_err(|e| git::GitError::Other(e.to_string()))
+    .and_then(|r| r);
+    let log = rec.paths().verify_log();
+    let (end, duration_ms, setup_error) = match created {
+        Ok(()) => {
+            let _ = process::log_line(&log, &format!("$ {}", verify.display()));
+            let spec = ProcSpec {
+                argv: verify.argv(),
+                cwd: wt.clone(),
+                env: vec![
+                    ("AGENT_FARM_RUN_ID".into(), rec.run_id.clone()),
+                    ("AGENT_FARM_WORKTREE".into(), wt.display().to_string()),
+                ],
+                log: log.clone(),
+                timeout: rec.plan.agent.timeout,
+                grace: rec.plan.agent.grace,
+                idle_timeout: None,
+                stdout_lines: None,
             };
-            if d.status != DomainStatus::Succeeded {
-                continue;
-            }
-            let blocked = self
-                .record
-                .plan
-                .domain(&name)
-                .into_iter()
-                .flat_map(|d| d.depends_on.iter())
-                .find(|p| self.record.domain(p).map(|d| d.status) != Some(DomainStatus::Merged))
-                .cloned();
-            match blocked {
-                Some(p) => self.emit(FarmEvent::DomainSkipped {
-                    domain: name.clone(),
-                    reason: format!("not merged: dependency `{p}` is not merged"),
-                }),
-                None => self.merge_domain(&name).await,
-            }
+            let r = process::run(&spec, |_| {}, &mut cancel).await;
+            (r.end, r.duration.as_millis() as u64, None)
         }
-    }
-
-    /// Before merging several finished branches: which would conflict with the integration
-    /// branch or with each other (in-memory merges, no checkout), with the ownership facts.
-    async fn predict_conflicts(&mut self) {
-        let candidates: Vec<(String, String)> = schedule::merge_order(&self.record.plan.domains)
-            .into_iter()
-            .filter_map(|n| {
-                let d = self.record.domain(&n)?;
-                (d.status == DomainStatus::Succeeded)
-                    .then(|| d.head.clone().map(|h| (n, h)))
-                    .flatten()
-            })
-            .collect();
-        if candidates.is_empty() {
-            return;
-        }
-        let (repo_dir, integration) = (
-            self.record.repo.clone(),
-            self.record.integration_branch.clone(),
-        );
-        let found = tokio::task::spawn_blocking(
-            move || -> Result<Vec<(String, String, Vec<String>)>, git::GitError> {
-                let repo = git::open(&repo_dir)?;
-                let tip = git::branch_tip(&repo, &integration);
-                let heads: Vec<(String, git2::Oid)> = candidates
-                    .iter()
-                    .filter_map(|(n, h)| Some((n.clone(), h.parse().ok()?)))
-                    .collect();
-                let mut out = Vec::new();
-                for (i, (a, ha)) in heads.iter().enumerate() {
-                    if let Some(t) = tip {
-                        let p = git::conflicts_between(&repo, t, *ha)?;
-                        if !p.is_empty() {
-                            out.push((a.clone(), integration.clone(), p));
-                        }
-                    }
-                    for (b, hb) in heads.iter().skip(i + 1) {
-                        let p = git::conflicts_between(&repo, *ha, *hb)?;
-                        if !p.is_empty() {
-                            out.push((a.clone(), b.clone(), p));
-                        }
-                    }
-                }
-                Ok(out)
+        Err(e) => (
+            crate::events::AttemptEnd::SpawnFailed {
+                message: format!("cannot create the verify worktree: {e}"),
             },
-        )
-        .await;
-        match found {
-            Ok(Ok(found)) => {
-                for (domain, with, paths) in found {
-                    let facts = self.conflict_facts(&paths);
-                    self.emit(FarmEvent::ConflictPredicted {
-                        domain,
-                        with,
-                        paths,
-                        facts,
-                    });
-                }
-            }
-            Ok(Err(e)) => self.emit(FarmEvent::Warning {
-                domain: None,
-                message: format!("conflict prediction failed: {e}"),
-            }),
-            Err(e) => self.emit(FarmEvent::Warning {
-                domain: None,
-                message: format!("conflict prediction failed: {e}"),
-            }),
-        }
-    }
-
-    /// Plan the landing of the integration branch on `into`, run the plan's verify command on
-    /// exactly the commit that would land, then land it.
-    pub async fn verify_and_land(&mut self) {
-        if self.check_interrupt() {
-            return;
-        }
-        // One run lands at a time in a repository; wait for the others (cancellable).
-        let common = self.record.common_dir.clone();
-        let mut cancel = self.cancel_rx.clone();
-        let lock = tokio::select! {
-            l = tokio::task::spawn_blocking(move || crate::lock::LandLock::acquire(&common)) => l,
-                        _ = process::interrupted(&mut cancel) => {
-                self.check_interrupt();
-                return;
-            }
-        };
-        let _land_lock = match lock {
-            Ok(Ok(l)) => l,
-            Ok(Err(e)) => {
-                self.emit(FarmEvent::NotLanded {
-                    into: self.record.into.clone(),
-                    reason: format!("cannot take the landing lock: {e}"),
-                    command: None,
-                });
-                return;
-            }
-            Err(e) => {
-                self.emit(FarmEvent::NotLanded {
-                    into: self.record.into.clone(),
-                    reason: format!("cannot take the landing lock: {e}"),
-                    command: None,
-                });
-                return;
-            }
-        };
-        let rec = &self.record;
-        let repo_dir = rec.repo.clone();
-        let integration = rec.integration_branch.clone();
-        let into = rec.into.clone();
-        let base = rec.base_commit.clone();
-        let run_id = rec.run_id.clone();
-        let msg = format!("farm: land run {run_id} into {into}\n\nFarm-Run: {run_id}\n");
-        let (rd, ib, i, m) = (
-            repo_dir.clone(),
-            integration.clone(),
-            into.clone(),
-            msg.clone(),
-        );
-        let recorded_tip: Option<git2::Oid> =
-            rec.integration_commit.as_ref().and_then(|c| c.parse().ok());
-        let planned = tokio::task::spawn_blocking(move || {
-            let repo = git::open(&rd)?;
-            // After a crash during cleanup the integration branch may be gone already; the
-            // record still knows its last commit.
-            let recorded = recorded_tip.and_then(|c| repo.find_commit(c).ok().map(|c| c.id()));
-            let Some(tip) = git::branch_tip(&repo, &ib).or(recorded) else {
-                return Err(git::GitError::Other(format!(
-                    "integration branch {ib} is missing"
-                )));
-            };
-            if tip.to_string() == base {
-                return Ok(None);
-            }
-            Ok(Some((tip, git::plan_landing(&repo, &i, tip, &m)?)))
-        })
-        .await
-        .map_err(|e| git::GitError::Other(e.to_string()))
-        .and_then(|r| r);
-        let cmd = format!("git switch {into} && git merge {integration}");
-        let not_landed = |reason: String, command: Option<String>| FarmEvent::NotLanded {
-            into: into.clone(),
-            reason,
-            command,
-        };
-        let (tip, plan) = match planned {
-            // No domain changed anything: there is nothing to verify or land.
-            Ok(None) => return,
-            Ok(Some(p)) => p,
-            Err(e) => {
-                self.emit(not_landed(format!("landing failed: {e}"), Some(cmd)));
-                return;
-            }
-        };
-        let (old, candidate, fast_forward) = match plan {
-            git::LandPlan::UpToDate => {
-                self.emit(FarmEvent::Landed {
-                    into,
-                    commit: tip.to_string(),
-                    fast_forward: true,
-                });
-                return;
-            }
-            git::LandPlan::Conflict(paths) => {
-                self.emit(not_landed(
-                    format!(
-                        "`{into}` moved since the run started and conflicts with the result on {}",
-                        summarize(&paths)
-                    ),
-                    Some(cmd),
-                ));
-                return;
-            }
-            git::LandPlan::Move {
-                old,
-                commit,
-                fast_forward,
-            } => (old, commit, fast_forward),
-        };
-        if let Some(verify) = self.record.plan.verify.clone()
-            && !self.run_verify(&verify, candidate).await
-        {
-            return;
-        }
-        if self.check_interrupt() {
-            return;
-        }
-        self.emit(FarmEvent::Phase {
-            phase: Phase::Landing,
-        });
-        let (rd, i) = (repo_dir.clone(), into.clone());
-        let journal = self.journal.clone();
-        let stages = crate::txn::Stages::new(&self.record.common_dir, &run_id);
-        let res = tokio::task::spawn_blocking(move || {
-            let repo = git::open(&rd)?;
-            crate::txn::land(&repo, &journal, &stages, &i, old, candidate, &msg)
-        })
-        .await;
-        use crate::txn::LandOutcome;
-        let ev = match res {
-            Ok(Ok(LandOutcome::Landed)) => FarmEvent::Landed {
-                into,
-                commit: candidate.to_string(),
-                fast_forward,
-            },
-            Ok(Ok(LandOutcome::DirtyCheckout { worktree, paths })) => not_landed(
-                format!(
-                    "`{into}` is checked out at {} with uncommitted changes ({}); left untouched",
-                    worktree.display(),
-                    summarize(&paths)
-                ),
-                Some(cmd),
-            ),
-            Ok(Ok(LandOutcome::CheckoutBlocked { worktree, message })) => not_landed(
-                format!(
-                    "the checkout of `{into}` at {} cannot be updated safely: {message}",
-                    worktree.display()
-                ),
-                Some(cmd),
-            ),
-            Ok(Ok(LandOutcome::Locked { what })) => not_landed(
-                format!(
-                    "`{into}` is locked by another git process ({what}); nothing was changed; land it with `agent-farm merge {run_id}` once it is done"
-                ),
-                Some(cmd),
-            ),
-            Ok(Ok(LandOutcome::Moved)) => not_landed(
-                format!(
-                    "`{into}` moved while the result was being verified; land it again with `agent-farm merge {run_id}`"
-                ),
-                Some(cmd),
-            ),
-            Ok(Err(e)) => not_landed(format!("landing failed: {e}"), Some(cmd)),
-            Err(e) => not_landed(format!("landing failed: {e}"), Some(cmd)),
-        };
-        self.emit(ev);
-    }
-
-    /// Run `verify` on `commit` in a temporary detached worktree. Returns whether it passed;
-    /// emits `NotLanded` when it did not.
-    async fn run_verify(&mut self, verify: &crate::plan::CommandSpec, commit: git2::Oid) -> bool {
-        self.emit(FarmEvent::VerifyStarted {
-            commit: commit.to_string(),
-        });
-        let rec = &self.record;
-        let wt = self.names.verify_worktree(&rec.worktree_root);
-        let admin = self.names.verify_admin();
-        let (rd, w, a) = (rec.repo.clone(), wt.clone(), admin.clone());
-        let (journal, names) = (self.journal.clone(), self.names.clone());
-        let created = tokio::task::spawn_blocking(move || {
-            let repo = git::open(&rd)?;
-            super::effects::remove_worktree(&journal, &repo, &names, &a, &w)?;
-            super::effects::add_verify_worktree(&journal, &repo, &names, &w, commit)
-        })
-        .await
-        .map_err(|e| git::GitError::Other(e.to_string()))
-        .and_then(|r| r);
-        let log = rec.paths().verify_log();
-        let (end, duration_ms) = match created {
-            Ok(()) => {
-                let _ = process::log_line(&log, &format!("$ {}", verify.display()));
-                let spec = ProcSpec {
-                    argv: verify.argv(),
-                    cwd: wt.clone(),
-                    env: vec![
-                        ("AGENT_FARM_RUN_ID".into(), rec.run_id.clone()),
-                        ("AGENT_FARM_WORKTREE".into(), wt.display().to_string()),
-                    ],
-                    log: log.clone(),
-                    timeout: rec.plan.agent.timeout,
-                    grace: rec.plan.agent.grace,
-                    idle_timeout: None,
-                    stdout_lines: None,
-                };
-                let mut cancel = self.interrupt_rx();
-                let r = process::run(&spec, |_| {}, &mut cancel).await;
-                (r.end, r.duration.as_millis() as u64)
-            }
-            Err(e) => (
-                crate::events::AttemptEnd::SpawnFailed {
-                    message: format!("cannot create the verify worktree: {e}"),
-                },
-                0,
-            ),
-        };
-        let (rd, w, a) = (self.record.repo.clone(), wt, admin);
-        let (journal, names) = (self.journal.clone(), self.names.clone());
-        let _ = tokio::task::spawn_blocking(move || {
-            let repo = git::open(&rd)?;
-            super::effects::remove_worktree(&journal, &repo, &names, &a, &w)
-        })
-        .await;
-        let passed = end.success();
-        let log = log.display().to_string();
-        self.emit(FarmEvent::VerifyFinished {
-            passed,
-            end: end.clone(),
-            duration_ms,
-            log: log.clone(),
-        });
-        if self.check_interrupt() {
-            return false;
-        }
-        if !passed {
-            self.emit(FarmEvent::NotLanded {
-                into: self.record.into.clone(),
-                reason: format!(
-                    "verify `{}` failed ({}); see {log}",
-                    verify.display(),
-                    end.describe()
-                ),
-                command: None,
-            });
-        }
-        passed
-    }
-
-    /// Remove worktrees (unless kept) and delete branches whose work is in `into`.
-    pub async fn cleanup(&mut self, remove_worktrees: bool, force: bool) {
-        self.emit(FarmEvent::Phase {
-            phase: Phase::Cleaning,
-        });
-        let rec = self.record.clone();
-        let journal = self.journal.clone();
-        let events = tokio::task::spawn_blocking(move || {
-            cleanup_run(&rec, &journal, remove_worktrees, force)
-        })
-        .await
-        .unwrap_or_else(|e| {
-            vec![FarmEvent::Warning {
-                domain: None,
-                message: format!("cleanup failed: {e}"),
-            }]
-        });
-        for ev in events {
-            self.emit(ev);
-        }
+            0,
+            Some(e.to_string()),
+        ),
+    };
+    let (rd, w, a) = (rec.repo.clone(), wt, admin);
+    let _ = tokio::task::spawn_blocking(move || {
+        let repo = git::open(&rd)?;
+        super::effects::remove_worktree(&journal, &repo, &names, &a, &w)
+    })
+    .await;
+    super::dispatcher::Input::Verified {
+        passed: end.success(),
+        end,
+        duration_ms,
+        log: log.display().to_string(),
+        setup_error,
     }
 }
 

@@ -1,10 +1,13 @@
-//! The effectful shell around the plan: the dispatcher that owns a run's state, launches domains
-//! under the concurrency limit, merges them as they finish, then verifies, lands and cleans up.
-//!
-//! Only [`Farm`] mutates the run record, and only by folding events into it; domain tasks talk to
-//! it through a channel. git2 work runs on blocking threads.
+//! The effectful shell around the plan. [`dispatcher::Dispatcher`] decides everything; the
+//! driver here ([`Farm`]) turns whatever arrives (a domain's message, a batch of file changes, a
+//! signal, a timer, an effect's result) into an input, hands it to the dispatcher, and executes
+//! the actions it returns: it spawns each effect (git work on blocking threads, processes as
+//! tasks) and publishes each event (to `events.jsonl`, `run.json` and the reporters). The loop
+//! never waits on git, a process or an fsync: effects that depend on earlier events being on
+//! disk wait for the writer thread themselves.
 
 pub mod agent;
+pub mod dispatcher;
 pub mod domain;
 pub mod effects;
 pub mod finish;
@@ -12,43 +15,26 @@ pub mod persist;
 pub mod process;
 pub mod stream;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
-use crate::events::{Detected, DomainStatus, FarmEvent, Timed, Violation, now_ms};
+use crate::events::{FarmEvent, Timed, now_ms};
 use crate::git;
 use crate::plan::schedule;
 use crate::record::RunRecord;
 use crate::reporter::Reporter;
+use dispatcher::{Action, Dispatcher, DomainMsg, Input, Mode, RetryPolicy};
 use process::Cancel;
-
-/// A run being driven by this process: its record, its event log and its reporters.
-pub struct Farm {
-    pub record: RunRecord,
-    reporters: Vec<Box<dyn Reporter>>,
-    persist: persist::Persister,
-    pub self_exe: PathBuf,
-    /// Overrides `agent.retries` of the plan.
-    pub retries: Option<u32>,
-    /// One cancellation channel for the whole run: signals, fail-fast and the deadline send on
-    /// it; every process agent-farm starts listens to it.
-    cancel_tx: watch::Sender<Option<Cancel>>,
-    cancel_rx: watch::Receiver<Option<Cancel>>,
-    ownership: Option<crate::ownership::OwnershipMap>,
-    domain_cancels: std::collections::BTreeMap<String, watch::Sender<Option<Cancel>>>,
-    fault: Fault,
-    last_snapshot: std::time::Instant,
-    dirty_domains: BTreeSet<String>,
-    /// The run's intent journal: every effect on git is written here before it starts.
-    pub journal: std::sync::Arc<crate::journal::Journal>,
-    pub names: crate::names::RunNames,
-}
 
 /// How often, at most, the run record is rewritten for non-critical events.
 const SNAPSHOT_EVERY: Duration = Duration::from_millis(200);
+
+/// How long file changes are collected before a batch is classified.
+const WATCH_DEBOUNCE: Duration = Duration::from_millis(100);
 
 /// The `event` tag of a serialized event.
 fn event_kind(line: &str) -> &str {
@@ -58,12 +44,14 @@ fn event_kind(line: &str) -> &str {
         .unwrap_or("")
 }
 
-/// Events a later step (or a resume after a crash) depends on: on disk before going on.
+/// Events a later step (or a resume after a crash) depends on: the record is rewritten for
+/// them at once, and the next effect starts only once they are on disk.
 fn is_critical(ev: &FarmEvent) -> bool {
     use FarmEvent::*;
     matches!(
         ev,
         AgentStarted { .. }
+            | AgentFinished { .. }
             | DomainPreparing { .. }
             | WorktreeReady { .. }
             | Committed { .. }
@@ -82,7 +70,7 @@ fn is_critical(ev: &FarmEvent) -> bool {
 
 /// Fault injection for the crash tests: `AGENT_FARM_FAULT=before:merged` (or `after:EVENT`,
 /// optionally `:N` for the N-th such event) makes this process SIGKILL itself at that point, as a
-/// power cut or an OOM kill would. Not for production use.
+/// power cut or an OOM kill would. Named points inside effects are in [`crate::fault`].
 #[derive(Debug, Default)]
 struct Fault {
     spec: Option<(String, String, u32)>,
@@ -114,58 +102,95 @@ impl Fault {
     }
 }
 
-/// How long file changes are collected before a batch is classified.
-const WATCH_DEBOUNCE: Duration = Duration::from_millis(100);
+/// What the driver needs to start a run.
+pub struct FarmOptions {
+    pub mode: Mode,
+    pub keep_worktrees: bool,
+    /// Overrides `agent.retries` of the plan.
+    pub retries: Option<u32>,
+}
 
-/// What live watching has seen so far in this run.
-#[derive(Default)]
-struct LiveOwnership {
-    /// path → domains that changed it.
-    touched: std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
-    /// Domains stopped for a violation.
-    stopped: BTreeSet<String>,
-    fallback_reported: bool,
+/// A run being driven by this process.
+pub struct Farm {
+    dispatcher: Dispatcher,
+    reporters: Vec<Box<dyn Reporter>>,
+    persist: persist::Persister,
+    self_exe: PathBuf,
+    /// One cancellation channel for the whole run; every process agent-farm starts listens to it
+    /// (through its domain's channel, which can also stop just that domain).
+    cancel_tx: watch::Sender<Option<Cancel>>,
+    cancel_rx: watch::Receiver<Option<Cancel>>,
+    domain_cancels: BTreeMap<String, watch::Sender<Option<Cancel>>>,
+    fault: Fault,
+    last_snapshot: std::time::Instant,
+    dirty_domains: BTreeSet<String>,
+    /// The run's intent journal: every effect on git is written here before it starts.
+    pub journal: Arc<crate::journal::Journal>,
+    pub names: crate::names::RunNames,
+    tx: mpsc::Sender<(u64, Input)>,
+    rx: mpsc::Receiver<(u64, Input)>,
+    watcher: Option<Arc<crate::watch::Watcher>>,
+    land_lock: Arc<Mutex<Option<crate::lock::LandLock>>>,
 }
 
 impl Farm {
-    pub fn new(record: RunRecord, reporters: Vec<Box<dyn Reporter>>) -> std::io::Result<Self> {
+    pub fn new(
+        record: RunRecord,
+        reporters: Vec<Box<dyn Reporter>>,
+        opts: FarmOptions,
+    ) -> std::io::Result<Self> {
         let persist = persist::Persister::start(record.paths().events())?;
-        let journal = std::sync::Arc::new(crate::journal::Journal::new(&record.paths().dir));
+        let journal = Arc::new(crate::journal::Journal::new(&record.paths().dir));
         let names = crate::names::RunNames::new(record.run_id.clone());
         let (cancel_tx, cancel_rx) = watch::channel(None);
+        let agent = &record.plan.agent;
+        let retry = RetryPolicy {
+            retries: opts.retries.unwrap_or(agent.retries),
+            backoff: agent.retry_backoff,
+            rate_limit_backoff: agent.rate_limit_backoff,
+            max_delay: Duration::from_secs(3600),
+        };
+        let (tx, rx) = mpsc::channel(1024);
         Ok(Farm {
-            record,
+            dispatcher: Dispatcher::new(record, opts.mode, retry, opts.keep_worktrees),
             reporters,
             persist,
             self_exe: agent::self_exe(),
-            retries: None,
             cancel_tx,
             cancel_rx,
-            ownership: None,
-            domain_cancels: Default::default(),
+            domain_cancels: BTreeMap::new(),
             fault: Fault::from_env(),
             last_snapshot: std::time::Instant::now(),
             dirty_domains: BTreeSet::new(),
             journal,
             names,
+            tx,
+            rx,
+            watcher: None,
+            land_lock: Arc::new(Mutex::new(None)),
         })
     }
 
-    pub fn emit(&mut self, event: FarmEvent) {
-        self.record_event(Timed {
-            at_ms: now_ms(),
-            event,
-        });
+    /// The run's state, as folded from every event so far.
+    pub fn record(&self) -> &RunRecord {
+        self.dispatcher.record()
     }
 
-    /// Fold an event into the record, persist both (on the writer thread), and show it to
-    /// every reporter. Events later steps depend on are on disk before this returns.
-    pub fn record_event(&mut self, t: Timed) {
+    /// Publish an event from outside the dispatcher's decisions (the run's first events).
+    pub fn emit(&mut self, event: FarmEvent) {
+        let at = now_ms();
+        for a in self.dispatcher.publish(at, event) {
+            self.execute(at, a);
+        }
+    }
+
+    /// Persist an event (on the writer thread) and show it to every reporter.
+    fn publish(&mut self, at_ms: u64, event: FarmEvent) {
+        let t = Timed { at_ms, event };
         let line = serde_json::to_string(&t).unwrap_or_default();
-        let kind = event_kind(&line);
-        self.fault.check("before", kind, &self.persist);
-        self.record.apply(&t);
-        self.persist.line(line.clone());
+        let kind = event_kind(&line).to_string();
+        self.fault.check("before", &kind, &self.persist);
+        self.persist.line(line);
         if let Some(domain) = t.event.domain() {
             self.dirty_domains.insert(domain.to_string());
         }
@@ -176,31 +201,28 @@ impl Farm {
             self.snapshot();
         }
         for r in &mut self.reporters {
-            r.on_event(&t, &self.record);
+            r.on_event(&t, self.dispatcher.record());
         }
-        if critical {
-            self.persist.flush();
-        }
-        self.fault.check("after", kind, &self.persist);
+        self.fault.check("after", &kind, &self.persist);
     }
 
     /// Queue the run record and the result files of domains that changed since the last time.
     fn snapshot(&mut self) {
-        if let Ok(json) = serde_json::to_vec_pretty(&self.record) {
-            self.persist.snapshot(self.record.paths().record(), json);
+        let record = self.dispatcher.record();
+        if let Ok(json) = serde_json::to_vec_pretty(record) {
+            self.persist.snapshot(record.paths().record(), json);
         }
         for domain in std::mem::take(&mut self.dirty_domains) {
-            if let Some(d) = self.record.domain(&domain)
+            if let Some(d) = record.domain(&domain)
                 && let Ok(json) = serde_json::to_vec_pretty(d)
             {
-                self.persist
-                    .snapshot(self.record.paths().result(&domain), json);
+                self.persist.snapshot(record.paths().result(&domain), json);
             }
         }
         self.last_snapshot = std::time::Instant::now();
     }
 
-    /// Wait until every event so far is on disk, the record included.
+    /// Wait until every event so far is on disk, the record included. Not for the event loop.
     pub fn flush(&mut self) {
         self.snapshot();
         self.persist.flush();
@@ -211,11 +233,46 @@ impl Farm {
         self.persist.error()
     }
 
-    /// Listen for SIGINT, SIGTERM and SIGHUP for the rest of the run: the first asks everything
-    /// to stop gracefully, the second to stop at once. Call from inside the runtime.
-    pub fn listen_for_signals(&self) {
+    pub fn finish_reporters(&mut self) {
+        for r in &mut self.reporters {
+            r.finish(self.dispatcher.record());
+        }
+    }
+
+    /// Drive the run to its end: agents, merges, verify, landing, cleanup.
+    pub async fn drive(&mut self) {
+        self.listen_for_signals();
+        let (watch_tx, mut watch_rx) = mpsc::channel::<Vec<crate::watch::Change>>(64);
+        self.watcher = Some(Arc::new(crate::watch::Watcher::start(
+            watch_tx,
+            WATCH_DEBOUNCE,
+        )));
+        self.feed(now_ms(), Input::Begin);
+        while !self.dispatcher.done() {
+            let (at, input) = tokio::select! {
+                // Domain messages first: a change batch is classified against up-to-date state.
+                biased;
+                Some(x) = self.rx.recv() => x,
+                Some(batch) = watch_rx.recv() => (now_ms(), Input::Changes(batch)),
+            };
+            self.feed(at, input);
+        }
+        if let Ok(mut l) = self.land_lock.lock() {
+            l.take();
+        }
+    }
+
+    fn feed(&mut self, at: u64, input: Input) {
+        for a in self.dispatcher.handle(at, input) {
+            self.execute(at, a);
+        }
+    }
+
+    /// Listen for SIGINT, SIGTERM and SIGHUP for the rest of the run; the dispatcher decides
+    /// what each means (the first stops gracefully, the second at once).
+    fn listen_for_signals(&self) {
         use tokio::signal::unix::{SignalKind, signal};
-        let tx = self.cancel_tx.clone();
+        let tx = self.tx.clone();
         let kinds = [
             (SignalKind::interrupt(), "SIGINT"),
             (SignalKind::terminate(), "SIGTERM"),
@@ -229,7 +286,6 @@ impl Farm {
             }
         }
         tokio::spawn(async move {
-            let mut seen = 0u32;
             loop {
                 let name = {
                     let futs = streams.iter_mut().map(|(s, name)| {
@@ -241,16 +297,12 @@ impl Farm {
                     });
                     futures_select_all(futs).await
                 };
-                seen += 1;
-                let _ = tx.send(Some(Cancel {
-                    reason: if seen == 1 {
-                        format!("interrupted by {name}")
-                    } else {
-                        format!("interrupted by {name} (again)")
-                    },
-                    immediate: seen > 1,
-                    interrupt: true,
-                }));
+                let input = Input::Signal {
+                    name: name.to_string(),
+                };
+                if tx.send((now_ms(), input)).await.is_err() {
+                    break;
+                }
             }
         });
     }
@@ -258,6 +310,9 @@ impl Farm {
     /// A cancellation channel for one domain: it follows the run's, and can also stop just
     /// this domain (ownership `stop_on_violation`).
     fn domain_cancel(&mut self, name: &str) -> process::CancelRx {
+        if let Some(tx) = self.domain_cancels.get(name) {
+            return tx.subscribe();
+        }
         let (tx, rx) = watch::channel(self.cancel_rx.borrow().clone());
         let mut run_rx = self.cancel_rx.clone();
         let forward = tx.clone();
@@ -273,9 +328,9 @@ impl Farm {
         rx
     }
 
-    /// A cancellation channel that follows only interrupts (signals): for merge, verify and
-    /// landing, which fail-fast and the deadline must not stop.
-    pub fn interrupt_rx(&self) -> process::CancelRx {
+    /// A cancellation channel that follows only interrupts (signals): for verify, which
+    /// fail-fast and the deadline must not stop.
+    fn interrupt_rx(&self) -> process::CancelRx {
         let only = |c: &Option<Cancel>| c.clone().filter(|c| c.interrupt);
         let (tx, rx) = watch::channel(only(&self.cancel_rx.borrow()));
         let mut run_rx = self.cancel_rx.clone();
@@ -290,122 +345,240 @@ impl Farm {
         rx
     }
 
-    /// Ask every running process to stop (fail-fast, deadline).
-    pub fn cancel(&self, reason: String) {
-        if self.cancel_rx.borrow().is_none() {
-            let _ = self.cancel_tx.send(domain::cancel(reason, false));
-        }
-    }
-
-    /// Whether an interrupt was requested; records it (once) when it was.
-    pub fn check_interrupt(&mut self) -> bool {
-        let c = self.cancel_rx.borrow().clone();
-        match c {
-            Some(c) if c.interrupt => {
-                if self.record.interrupted.is_none() {
-                    self.emit(FarmEvent::Interrupted { reason: c.reason });
-                }
-                true
+    /// Spawn an effect that starts once every event published so far is on disk.
+    fn spawn_durable<F>(&self, f: F)
+    where
+        F: std::future::Future<Output = Option<Input>> + Send + 'static,
+    {
+        let durable = self.persist.barrier();
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            let _ = durable.await;
+            if let Some(input) = f.await {
+                let _ = tx.send((now_ms(), input)).await;
             }
-            _ => false,
-        }
-    }
-
-    pub fn finish_reporters(&mut self) {
-        for r in &mut self.reporters {
-            r.finish(&self.record);
-        }
-    }
-
-    fn status(&self, name: &str) -> DomainStatus {
-        self.record
-            .domain(name)
-            .map_or(DomainStatus::Skipped, |d| d.status)
-    }
-
-    /// Domains that may start now: pending, with every dependency done in the sense this run
-    /// needs (merged into the integration branch, or merely succeeded with `--no-merge`).
-    fn ready(&self) -> Vec<String> {
-        let no_merge = self.record.options.no_merge;
-        let plan = &self.record.plan;
-        let candidates = plan.domains.iter().filter(|d| {
-            self.status(&d.name) == DomainStatus::Pending
-                && d.depends_on.iter().all(|p| {
-                    let s = self.status(p);
-                    s == DomainStatus::Merged || (no_merge && s == DomainStatus::Succeeded)
-                })
         });
-        schedule::start_order(&plan.domains, candidates.map(|d| d.name.as_str()))
     }
 
-    /// Where a domain's branch starts: the integration branch (which holds its merged
-    /// dependencies), or with `--no-merge` the base with its dependencies merged in memory.
-    async fn start_commit(&self, name: &str) -> Result<git2::Oid, String> {
-        let rec = &self.record;
-        // A domain resumed from an interrupted run keeps the start point it had.
-        if let Some(s) = rec.domain(name).and_then(|d| d.start_commit.as_ref()) {
-            return s.parse().map_err(|e| format!("{e}"));
+    /// [`Farm::spawn_durable`] for blocking work (git).
+    fn spawn_blocking_durable<F>(&self, f: F)
+    where
+        F: FnOnce() -> Input + Send + 'static,
+    {
+        self.spawn_durable(async move { tokio::task::spawn_blocking(f).await.ok() });
+    }
+
+    fn emitter(&self, domain: &str) -> domain::Emitter {
+        domain::Emitter {
+            tx: self.tx.clone(),
+            domain: domain.to_string(),
         }
-        let repo_dir = rec.repo.clone();
-        let integration = rec.integration_branch.clone();
-        let base: git2::Oid = rec.base_commit.parse().map_err(|e| format!("{e}"))?;
-        let no_merge = rec.options.no_merge;
-        let deps: Vec<(String, Option<String>)> = {
-            let domains = &rec.plan.domains;
-            let mut all: BTreeSet<String> = BTreeSet::new();
-            let mut stack = vec![name.to_string()];
-            while let Some(n) = stack.pop() {
-                if let Some(d) = rec.plan.domain(&n) {
-                    for p in &d.depends_on {
-                        if all.insert(p.clone()) {
-                            stack.push(p.clone());
-                        }
-                    }
-                }
-            }
-            schedule::merge_order(domains)
-                .into_iter()
-                .filter(|n| all.contains(n))
-                .map(|n| {
-                    let head = rec.domain(&n).and_then(|d| d.head.clone());
-                    (n, head)
-                })
-                .collect()
-        };
-        let run_id = rec.run_id.clone();
-        tokio::task::spawn_blocking(move || -> Result<git2::Oid, String> {
-            let repo = git::open(&repo_dir).map_err(|e| e.to_string())?;
-            if !no_merge {
-                return git::branch_tip(&repo, &integration)
-                    .ok_or_else(|| format!("integration branch {integration} is missing"));
-            }
-            let mut at = base;
-            for (dep, head) in deps {
-                let Some(head) = head.and_then(|h| h.parse().ok()) else {
-                    continue;
-                };
-                if git::is_merged(&repo, head, at) {
-                    continue;
-                }
-                let msg = format!("farm: start point with `{dep}` (run {run_id})");
-                match git::merge_commits(&repo, at, head, &msg).map_err(|e| e.to_string())? {
-                    Ok(c) => at = c,
-                    Err(paths) => {
-                        return Err(format!(
-                            "dependencies conflict with each other on {}",
-                            paths.join(", ")
-                        ));
-                    }
-                }
-            }
-            Ok(at)
-        })
-        .await
-        .map_err(|e| e.to_string())?
     }
 
-    fn job_for(&self, name: &str, start: git2::Oid) -> Option<domain::DomainJob> {
-        let rec = &self.record;
+    /// Run a domain's effect; if its task dies (a bug), the dispatcher still hears of it.
+    fn spawn_domain_effect<F>(&self, name: &str, f: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let durable = self.persist.barrier();
+        let (tx, name) = (self.tx.clone(), name.to_string());
+        tokio::spawn(async move {
+            let _ = durable.await;
+            if let Err(e) = tokio::spawn(f).await {
+                let msg = DomainMsg::Died(e.to_string());
+                let _ = tx
+                    .send((now_ms(), Input::Domain { domain: name, msg }))
+                    .await;
+            }
+        });
+    }
+
+    fn execute(&mut self, at: u64, action: Action) {
+        match action {
+            Action::Emit(ev) => self.publish(at, ev),
+            Action::ComputeStart { domain } => {
+                let plan = start_plan(self.dispatcher.record(), &domain);
+                self.spawn_blocking_durable(move || Input::StartComputed {
+                    result: start_commit(plan).map(|c| c.to_string()),
+                    domain,
+                });
+            }
+            Action::Prepare {
+                domain,
+                start,
+                skip_setup,
+                resume,
+            } => match self.job_for(&domain, &start, resume) {
+                Some(job) => {
+                    let (em, cancel) = (self.emitter(&domain), self.domain_cancel(&domain));
+                    self.spawn_domain_effect(&domain, domain::prepare(job, em, cancel, skip_setup));
+                }
+                None => self.internal_error(&domain, "its plan entry is gone"),
+            },
+            Action::Attempt { domain, attempt } => match self.job_for_started(&domain) {
+                Some(job) => {
+                    let (em, cancel) = (self.emitter(&domain), self.domain_cancel(&domain));
+                    self.spawn_domain_effect(&domain, domain::attempt(job, em, cancel, attempt));
+                }
+                None => self.internal_error(&domain, "it has no start point"),
+            },
+            Action::Conclude {
+                domain,
+                last_end,
+                refused,
+            } => match self.job_for_started(&domain) {
+                Some(job) => {
+                    let (em, cancel) = (self.emitter(&domain), self.domain_cancel(&domain));
+                    self.spawn_domain_effect(
+                        &domain,
+                        domain::conclude(job, em, cancel, last_end, refused),
+                    );
+                }
+                None => self.internal_error(&domain, "it has no start point"),
+            },
+            Action::Cancel {
+                domain: None,
+                cancel,
+            } => {
+                let _ = self.cancel_tx.send(Some(cancel));
+            }
+            Action::Cancel {
+                domain: Some(d),
+                cancel,
+            } => {
+                if let Some(tx) = self.domain_cancels.get(&d) {
+                    let _ = tx.send(Some(cancel));
+                }
+            }
+            Action::Unwatch { domain } => {
+                // Let the changes of the agent's last moments (still in the watcher's debounce
+                // window) arrive before the worktree stops being watched.
+                if let Some(w) = self.watcher.clone() {
+                    tokio::spawn(async move {
+                        tokio::time::sleep(WATCH_DEBOUNCE * 3).await;
+                        w.remove(&domain);
+                    });
+                }
+            }
+            Action::SetTimer { timer, after } => {
+                let tx = self.tx.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(after).await;
+                    let _ = tx.send((now_ms(), Input::Timer(timer))).await;
+                });
+            }
+            Action::Recover { reset_blocked } => {
+                let rec = self.dispatcher.record().clone();
+                self.spawn_blocking_durable(move || {
+                    let mut events = finish::recover_run(&rec);
+                    for d in reset_blocked {
+                        events.extend(finish::reset_blocked(&rec, &d));
+                    }
+                    Input::Recovered(events)
+                });
+            }
+            Action::PredictConflicts { candidates } => {
+                let rec = self.dispatcher.record();
+                let (repo, integration) = (rec.repo.clone(), rec.integration_branch.clone());
+                self.spawn_blocking_durable(move || {
+                    Input::Predicted(
+                        finish::predict_conflicts(&repo, &integration, &candidates)
+                            .map_err(|e| e.to_string()),
+                    )
+                });
+            }
+            Action::Merge { domain, head } => {
+                let rec = self.dispatcher.record();
+                let (repo_dir, integration, run_id) = (
+                    rec.repo.clone(),
+                    rec.integration_branch.clone(),
+                    rec.run_id.clone(),
+                );
+                let (journal, names) = (self.journal.clone(), self.names.clone());
+                self.spawn_blocking_durable(move || {
+                    let msg = format!(
+                        "farm: merge domain `{domain}` (run {run_id})\n\nFarm-Run: {run_id}\nFarm-Domain: {domain}\n"
+                    );
+                    let result = (|| {
+                        let head: git2::Oid = head
+                            .parse()
+                            .map_err(|e| git::GitError::Other(format!("bad head {head}: {e}")))?;
+                        let repo = git::open(&repo_dir)?;
+                        effects::merge_into_branch(&journal, &repo, &names, &integration, head, &msg)
+                    })()
+                    .map_err(|e| e.to_string());
+                    Input::MergeDone { domain, result }
+                });
+            }
+            Action::TakeLandLock => {
+                let common = self.dispatcher.record().common_dir.clone();
+                let slot = self.land_lock.clone();
+                // One run lands at a time in a repository: this may wait for another run.
+                self.spawn_blocking_durable(move || {
+                    Input::LandLock(match crate::lock::LandLock::acquire(&common) {
+                        Ok(l) => {
+                            if let Ok(mut s) = slot.lock() {
+                                *s = Some(l);
+                            }
+                            Ok(())
+                        }
+                        Err(e) => Err(e.to_string()),
+                    })
+                });
+            }
+            Action::PlanLanding => {
+                let rec = self.dispatcher.record();
+                let req = finish::LandingRequest::of(rec);
+                self.spawn_blocking_durable(move || {
+                    Input::LandingPlanned(req.plan().map_err(|e| e.to_string()))
+                });
+            }
+            Action::Verify { commit } => {
+                let rec = self.dispatcher.record().clone();
+                let (journal, names) = (self.journal.clone(), self.names.clone());
+                let cancel = self.interrupt_rx();
+                self.spawn_durable(async move {
+                    Some(finish::run_verify(&rec, journal, names, &commit, cancel).await)
+                });
+            }
+            Action::Land { old, new, .. } => {
+                let rec = self.dispatcher.record();
+                let req = finish::LandingRequest::of(rec);
+                let journal = self.journal.clone();
+                self.spawn_blocking_durable(move || {
+                    Input::LandDone(req.land(&journal, old, &new).map_err(|e| e.to_string()))
+                });
+            }
+            Action::Cleanup { remove_worktrees } => {
+                let rec = self.dispatcher.record().clone();
+                let journal = self.journal.clone();
+                self.spawn_blocking_durable(move || {
+                    Input::Cleaned(finish::cleanup_run(&rec, &journal, remove_worktrees, false))
+                });
+            }
+            Action::Finish => {}
+        }
+    }
+
+    fn internal_error(&mut self, domain: &str, what: &str) {
+        let input = Input::Domain {
+            domain: domain.to_string(),
+            msg: DomainMsg::Died(format!("internal error: {what}")),
+        };
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            let _ = tx.send((now_ms(), input)).await;
+        });
+    }
+
+    fn job_for_started(&self, name: &str) -> Option<domain::DomainJob> {
+        let start = self.record().domain(name)?.start_commit.clone()?;
+        self.job_for(name, &start, true)
+    }
+
+    fn job_for(&self, name: &str, start: &str, resume: bool) -> Option<domain::DomainJob> {
+        let rec = self.record();
+        let start: git2::Oid = start.parse().ok()?;
         let d = rec.plan.domain(name)?.clone();
         let dr = rec.domain(name)?;
         let mut setup = rec.plan.setup.clone();
@@ -432,437 +605,92 @@ impl Farm {
             worktree_admin: dr.worktree_admin.clone(),
             start_commit: start,
             agent,
-            retries: self.retries.unwrap_or(rec.plan.agent.retries),
             copy: rec.plan.copy.clone(),
             setup,
             self_exe: self.self_exe.clone(),
-            watch: None,
-            resume: dr.start_commit.is_some(),
-            agent_done: dr.after_agent,
-            first_attempt: dr.attempts.iter().map(|a| a.number).max().unwrap_or(0) + 1,
+            watch: self.watcher.clone(),
+            resume,
             journal: self.journal.clone(),
             names: self.names.clone(),
         })
     }
+}
 
-    /// Skip every pending domain that depends (transitively) on `failed`.
-    fn skip_dependents(&mut self, failed: &str) {
-        let status = self.status(failed);
-        for dep in schedule::dependents_of(&self.record.plan.domains, failed) {
-            if self.status(&dep) == DomainStatus::Pending {
-                self.emit(FarmEvent::DomainSkipped {
-                    domain: dep,
-                    reason: format!("dependency `{failed}` {status}"),
-                });
+/// What computing a domain's start point needs (read from the record on the loop).
+struct StartPlan {
+    recorded: Option<String>,
+    repo_dir: PathBuf,
+    integration: String,
+    base: String,
+    no_merge: bool,
+    run_id: String,
+    deps: Vec<(String, Option<String>)>,
+}
+
+fn start_plan(rec: &RunRecord, name: &str) -> StartPlan {
+    let mut all: BTreeSet<String> = BTreeSet::new();
+    let mut stack = vec![name.to_string()];
+    while let Some(n) = stack.pop() {
+        if let Some(d) = rec.plan.domain(&n) {
+            for p in &d.depends_on {
+                if all.insert(p.clone()) {
+                    stack.push(p.clone());
+                }
             }
         }
     }
-
-    /// Merge a finished domain into the integration branch.
-    pub async fn merge_domain(&mut self, name: &str) {
-        let Some(d) = self.record.domain(name) else {
-            return;
-        };
-        let (repo_dir, integration, head, run_id) = (
-            self.record.repo.clone(),
-            self.record.integration_branch.clone(),
-            d.head.clone(),
-            self.record.run_id.clone(),
-        );
-        let Some(head) = head.and_then(|h| h.parse::<git2::Oid>().ok()) else {
-            self.emit(FarmEvent::Merged {
-                domain: name.to_string(),
-                commit: None,
-            });
-            return;
-        };
-        let msg = format!(
-            "farm: merge domain `{name}` (run {run_id})\n\nFarm-Run: {run_id}\nFarm-Domain: {name}\n"
-        );
-        let (journal, names) = (self.journal.clone(), self.names.clone());
-        let res = tokio::task::spawn_blocking(move || {
-            let repo = git::open(&repo_dir)?;
-            effects::merge_into_branch(&journal, &repo, &names, &integration, head, &msg)
+    let deps = schedule::merge_order(&rec.plan.domains)
+        .into_iter()
+        .filter(|n| all.contains(n))
+        .map(|n| {
+            let head = rec.domain(&n).and_then(|d| d.head.clone());
+            (n, head)
         })
-        .await;
-        match res {
-            Ok(Ok(git::MergeOutcome::Merged(c))) => self.emit(FarmEvent::Merged {
-                domain: name.to_string(),
-                commit: Some(c.to_string()),
-            }),
-            Ok(Ok(git::MergeOutcome::UpToDate)) => self.emit(FarmEvent::Merged {
-                domain: name.to_string(),
-                commit: None,
-            }),
-            Ok(Ok(git::MergeOutcome::Conflict(paths))) => {
-                let facts = self.conflict_facts(&paths);
-                self.emit(FarmEvent::Conflict {
-                    domain: name.to_string(),
-                    paths,
-                    facts,
-                })
-            }
-            Ok(Err(e)) => self.emit(FarmEvent::Warning {
-                domain: Some(name.to_string()),
-                message: format!("merge failed: {e}"),
-            }),
-            Err(e) => self.emit(FarmEvent::Warning {
-                domain: Some(name.to_string()),
-                message: format!("merge failed: {e}"),
-            }),
-        }
-    }
-
-    /// Run every domain of the plan. Returns when no domain is running and none can start.
-    pub async fn dispatch(&mut self) {
-        let (tx, mut rx) = mpsc::channel::<Timed>(1024);
-        // Live ownership watching: batches of changed paths, debounced, on a bounded channel.
-        let (watch_tx, mut watch_rx) = mpsc::channel::<Vec<crate::watch::Change>>(64);
-        let (added_tx, mut added_rx) =
-            mpsc::channel::<(String, Result<crate::watch::Mode, String>)>(64);
-        let watcher = std::sync::Arc::new(crate::watch::Watcher::start(watch_tx, WATCH_DEBOUNCE));
-        let mut live = LiveOwnership::default();
-        // A resumed run may hold finished domains whose merge never happened (or was never
-        // recorded): merge them first, so that their dependents can start.
-        if !self.record.options.no_merge {
-            for name in schedule::merge_order(&self.record.plan.domains) {
-                if self.status(&name) == DomainStatus::Succeeded {
-                    self.after_domain(&name).await;
-                }
-            }
-        }
-        let mut cancel_rx = self.cancel_rx.clone();
-        let jobs = self.record.options.jobs.max(1);
-        let mut running = 0usize;
-        let deadline = self.record.options.deadline_ms.map(Duration::from_millis);
-        let deadline_sleep =
-            tokio::time::sleep(deadline.unwrap_or(Duration::from_secs(86400 * 365)));
-        tokio::pin!(deadline_sleep);
-        let mut deadline_armed = deadline.is_some();
-
-        loop {
-            self.check_interrupt();
-            if self.cancel_rx.borrow().is_none() {
-                for name in self.ready() {
-                    if running >= jobs {
-                        break;
-                    }
-                    match self.start_commit(&name).await {
-                        Ok(start) => {
-                            let Some(mut job) = self.job_for(&name, start) else {
-                                continue;
-                            };
-                            job.watch = Some((watcher.clone(), added_tx.clone()));
-                            // Mark it so `ready` does not offer it again before its first event.
-                            self.emit(FarmEvent::DomainPreparing {
-                                domain: name.clone(),
-                                start_commit: start.to_string(),
-                            });
-                            running += 1;
-                            let cancel = self.domain_cancel(&name);
-                            spawn_domain(job, tx.clone(), cancel);
-                        }
-                        Err(reason) => {
-                            self.emit(FarmEvent::DomainSkipped {
-                                domain: name.clone(),
-                                reason,
-                            });
-                            self.skip_dependents(&name);
-                        }
-                    }
-                }
-            }
-            if running == 0 {
-                break;
-            }
-            tokio::select! {
-                // Domain events first: a change batch is classified against up-to-date state.
-                biased;
-                Some(t) = rx.recv() => {
-                    let finished = match &t.event {
-                        FarmEvent::DomainFinished { domain, .. } => Some(domain.clone()),
-                        _ => None,
-                    };
-                    let derived = self.ownership_signals(&t.event);
-                    self.record_event(t);
-                    for ev in derived {
-                        self.emit(ev);
-                    }
-                                        if let Some(name) = finished {
-                        // Let the changes of the agent's last moments (still in the watcher's
-                        // debounce window) arrive before the worktree stops being watched.
-                        let (w, n) = (watcher.clone(), name.clone());
-                        tokio::spawn(async move {
-                            tokio::time::sleep(WATCH_DEBOUNCE * 3).await;
-                            w.remove(&n);
-                        });
-                        running -= 1;
-                        self.after_domain(&name).await;
-                    }
-                }
-                _ = &mut deadline_sleep, if deadline_armed => {
-                    deadline_armed = false;
-                    let reason = format!(
-                        "run deadline of {} reached",
-                        humantime::format_duration(deadline.unwrap_or_default())
-                    );
-                    self.emit(FarmEvent::Warning { domain: None, message: reason.clone() });
-                    self.cancel(reason);
-                }
-                // A cancellation (signal) arrived: loop to record it and stop launching.
-                Ok(()) = cancel_rx.changed() => {}
-                Some(batch) = watch_rx.recv() => self.on_changes(batch, &mut live),
-                Some((domain, mode)) = added_rx.recv() => match mode {
-                    Ok(crate::watch::Mode::Notify) => {}
-                    Ok(crate::watch::Mode::Poll { reason }) => {
-                        if !live.fallback_reported {
-                            live.fallback_reported = true;
-                            self.emit(FarmEvent::Warning {
-                                domain: Some(domain),
-                                message: format!(
-                                    "file notifications unavailable ({reason}); worktrees are polled with git status instead (said once per run)"
-                                ),
-                            });
-                        }
-                    }
-                    Err(e) => self.emit(FarmEvent::Warning {
-                        domain: Some(domain),
-                        message: format!("not watched live ({e}); the audit before merge still checks every change"),
-                    }),
-                },
-            }
-        }
-
-        // Whatever could not start is accounted for.
-        let reason = self.cancel_rx.borrow().as_ref().map(|c| c.reason.clone());
-        let pending: Vec<String> = self
-            .record
-            .plan
-            .domains
-            .iter()
-            .filter(|d| self.status(&d.name) == DomainStatus::Pending)
-            .map(|d| d.name.clone())
-            .collect();
-        for name in pending {
-            match &reason {
-                Some(r) => self.emit(FarmEvent::DomainFinished {
-                    domain: name,
-                    status: DomainStatus::Cancelled,
-                    reason: Some(format!("not started: {r}")),
-                    head: None,
-                    files: Vec::new(),
-                    insertions: 0,
-                    deletions: 0,
-                }),
-                None => self.emit(FarmEvent::DomainSkipped {
-                    domain: name,
-                    reason: "a dependency was not merged".into(),
-                }),
-            }
-        }
-    }
-
-    /// Ownership facts an agent's own events reveal: a refused edit of another domain's path is
-    /// a prevented violation; a tool use naming a path outside the domain is an early warning.
-    fn ownership_signals(&mut self, ev: &FarmEvent) -> Vec<FarmEvent> {
-        let (domain, path, detected, action) = match ev {
-            FarmEvent::AgentRefused { domain, denial, .. } => {
-                (domain, denial.path.clone(), Detected::Prevented, "refused")
-            }
-            FarmEvent::AgentToolUse {
-                domain, tool, path, ..
-            } if matches!(
-                tool.as_str(),
-                "Write" | "Edit" | "MultiEdit" | "NotebookEdit"
-            ) =>
-            {
-                (domain, path.clone(), Detected::ToolUse, "reported")
-            }
-            _ => return Vec::new(),
-        };
-        let Some(path) = path else {
-            return Vec::new();
-        };
-        let Some(map) = self.ownership_map() else {
-            return Vec::new();
-        };
-        let class = if path.starts_with('/') {
-            crate::ownership::PathClass::Unowned
-        } else {
-            map.classify(domain, &path)
-        };
-        if !class.is_violation() {
-            return Vec::new();
-        }
-        vec![FarmEvent::OwnershipViolation {
-            domain: domain.clone(),
-            violation: Violation {
-                path,
-                owner: class.owner(),
-                change: "write".into(),
-                detected,
-                action: action.into(),
-            },
-        }]
-    }
-
-    /// Classify a batch of live changes: out-of-domain writes and collisions are reported the
-    /// moment they are seen; with `stop_on_violation` the offending agent is stopped.
-    fn on_changes(&mut self, batch: Vec<crate::watch::Change>, live: &mut LiveOwnership) {
-        use crate::watch::ChangeKind;
-        let stop = self.record.plan.ownership.stop_on_violation;
-        for c in batch {
-            if c.kind == ChangeKind::Overflow {
-                self.emit(FarmEvent::Warning {
-                    domain: Some(c.domain),
-                    message: "too many changes at once to follow live; the audit before merge checks them all".into(),
-                });
-                continue;
-            }
-            // Only what happens while an agent runs is the agent's doing: not setup before it,
-            // nor commits, reverts or verify after it.
-            let during_agent = self
-                .record
-                .domain(&c.domain)
-                .and_then(|d| d.attempts.last())
-                .is_some_and(|a| {
-                    a.started_ms <= c.at_ms && a.ended_ms.is_none_or(|e| c.at_ms <= e)
-                });
-            if !during_agent {
-                continue;
-            }
-            let Some(map) = self.ownership_map() else {
-                return;
-            };
-            let class = map.classify(&c.domain, &c.path);
-            if class == crate::ownership::PathClass::Ignored {
-                continue;
-            }
-            let touched = live.touched.entry(c.path.clone()).or_default();
-            if touched.insert(c.domain.clone()) && touched.len() > 1 {
-                let domains: Vec<String> = touched.iter().cloned().collect();
-                self.emit(FarmEvent::Collision {
-                    path: c.path.clone(),
-                    domains,
-                });
-            }
-            if !class.is_violation() {
-                continue;
-            }
-            let change = match &c.kind {
-                ChangeKind::Created => "created".to_string(),
-                ChangeKind::Modified => "modified".to_string(),
-                ChangeKind::Removed => "deleted".to_string(),
-                ChangeKind::Renamed { from } => format!("renamed from {from}"),
-                ChangeKind::Overflow => continue,
-            };
-            let stopping = stop && live.stopped.insert(c.domain.clone());
-            self.emit(FarmEvent::OwnershipViolation {
-                domain: c.domain.clone(),
-                violation: Violation {
-                    path: c.path.clone(),
-                    owner: class.owner(),
-                    change,
-                    detected: Detected::Live,
-                    action: if stopping { "stopped" } else { "reported" }.into(),
-                },
-            });
-            if stopping && let Some(tx) = self.domain_cancels.get(&c.domain) {
-                let _ = tx.send(Some(Cancel {
-                    reason: format!(
-                        "stopped at its first ownership violation ({} {})",
-                        c.path,
-                        class
-                            .owner()
-                            .map(|o| format!("owned by {o}"))
-                            .unwrap_or_else(|| "owned by no domain".into())
-                    ),
-                    immediate: false,
-                    interrupt: false,
-                }));
-            }
-        }
-    }
-
-    /// For each conflicting path: who owns it and which domains of this run changed it.
-    pub fn conflict_facts(&mut self, paths: &[String]) -> Vec<String> {
-        let changed_by = |p: &String| -> Vec<String> {
-            self.record
-                .domains
-                .values()
-                .filter(|d| d.files.contains(p))
-                .map(|d| d.name.clone())
-                .collect()
-        };
-        let by: Vec<Vec<String>> = paths.iter().map(changed_by).collect();
-        let Some(map) = self.ownership_map() else {
-            return Vec::new();
-        };
-        paths
-            .iter()
-            .zip(by)
-            .map(|(p, by)| {
-                let owner = match map.classify("", p) {
-                    crate::ownership::PathClass::Other { owners } => {
-                        format!("owned by {}", owners.join(", "))
-                    }
-                    crate::ownership::PathClass::Shared => "shared".to_string(),
-                    crate::ownership::PathClass::Ignored => "ignored for ownership".to_string(),
-                    _ => "owned by no domain".to_string(),
-                };
-                let by = if by.is_empty() {
-                    "changed on the integration branch".to_string()
-                } else {
-                    format!("changed by {}", by.join(" and "))
-                };
-                format!("{p}: {owner}; {by}")
-            })
-            .collect()
-    }
-
-    fn ownership_map(&mut self) -> Option<&crate::ownership::OwnershipMap> {
-        if self.ownership.is_none() {
-            self.ownership = crate::ownership::OwnershipMap::for_plan(&self.record.plan).ok();
-        }
-        self.ownership.as_ref()
-    }
-
-    async fn after_domain(&mut self, name: &str) {
-        if self.status(name) == DomainStatus::Succeeded && !self.record.options.no_merge {
-            self.merge_domain(name).await;
-        }
-        let status = self.status(name);
-        if status.is_failure() || status == DomainStatus::Conflicted {
-            self.skip_dependents(name);
-            if self.record.options.fail_fast && status != DomainStatus::Cancelled {
-                self.cancel(format!("fail-fast: domain `{name}` {status}"));
-            }
-        }
+        .collect();
+    StartPlan {
+        recorded: rec.domain(name).and_then(|d| d.start_commit.clone()),
+        repo_dir: rec.repo.clone(),
+        integration: rec.integration_branch.clone(),
+        base: rec.base_commit.clone(),
+        no_merge: rec.options.no_merge,
+        run_id: rec.run_id.clone(),
+        deps,
     }
 }
 
-/// Run a domain's task; if it dies (a bug), the dispatcher still hears that the domain ended.
-fn spawn_domain(job: domain::DomainJob, tx: mpsc::Sender<Timed>, cancel: process::CancelRx) {
-    let name = job.domain.name.clone();
-    let task = tokio::spawn(domain::run(job, tx.clone(), cancel));
-    tokio::spawn(async move {
-        if let Err(e) = task.await {
-            let _ = tx
-                .send(Timed {
-                    at_ms: now_ms(),
-                    event: FarmEvent::DomainFinished {
-                        domain: name,
-                        status: DomainStatus::Failed,
-                        reason: Some(format!("internal error: the domain's task failed: {e}")),
-                        head: None,
-                        files: Vec::new(),
-                        insertions: 0,
-                        deletions: 0,
-                    },
-                })
-                .await;
+/// Where a domain's branch starts: the integration branch (which holds its merged
+/// dependencies), or with `--no-merge` the base with its dependencies merged in memory. A domain
+/// resumed from an interrupted run keeps the start point it had. Blocking.
+fn start_commit(p: StartPlan) -> Result<git2::Oid, String> {
+    if let Some(s) = p.recorded {
+        return s.parse().map_err(|e| format!("{e}"));
+    }
+    let base: git2::Oid = p.base.parse().map_err(|e| format!("{e}"))?;
+    let repo = git::open(&p.repo_dir).map_err(|e| e.to_string())?;
+    if !p.no_merge {
+        return git::branch_tip(&repo, &p.integration)
+            .ok_or_else(|| format!("integration branch {} is missing", p.integration));
+    }
+    let mut at = base;
+    for (dep, head) in p.deps {
+        let Some(head) = head.and_then(|h| h.parse().ok()) else {
+            continue;
+        };
+        if git::is_merged(&repo, head, at) {
+            continue;
         }
-    });
+        let msg = format!("farm: start point with `{dep}` (run {})", p.run_id);
+        match git::merge_commits(&repo, at, head, &msg).map_err(|e| e.to_string())? {
+            Ok(c) => at = c,
+            Err(paths) => {
+                return Err(format!(
+                    "dependencies conflict with each other on {}",
+                    paths.join(", ")
+                ));
+            }
+        }
+    }
+    Ok(at)
 }
 
 /// Wait for the first of several futures (all of one type) to finish.

@@ -8,8 +8,13 @@ use std::sync::mpsc;
 
 enum Msg {
     Line(String),
-    Snapshot { path: PathBuf, json: Vec<u8> },
+    Snapshot {
+        path: PathBuf,
+        json: Vec<u8>,
+    },
     Flush(mpsc::Sender<()>),
+    /// Like `Flush`, for an async waiter (an effect that must not start before this point).
+    Barrier(tokio::sync::oneshot::Sender<()>),
 }
 
 pub struct Persister {
@@ -54,6 +59,7 @@ impl Persister {
             .spawn(move || {
                 let mut pending: Vec<(PathBuf, Vec<u8>)> = Vec::new();
                 let mut acks: Vec<mpsc::Sender<()>> = Vec::new();
+                let mut barriers: Vec<tokio::sync::oneshot::Sender<()>> = Vec::new();
                 while let Ok(first) = rx.recv() {
                     // Take everything queued: lines go out in order, snapshots of one file
                     // are coalesced to the newest.
@@ -71,6 +77,7 @@ impl Persister {
                                 pending.push((path, json));
                             }
                             Msg::Flush(ack) => acks.push(ack),
+                            Msg::Barrier(b) => barriers.push(b),
                         }
                     }
                     let _ = log.flush();
@@ -79,10 +86,13 @@ impl Persister {
                             fail(format!("cannot write {}: {e}", path.display()));
                         }
                     }
-                    if !acks.is_empty() {
+                    if !acks.is_empty() || !barriers.is_empty() {
                         let _ = log.sync_data();
                         for a in acks.drain(..) {
                             let _ = a.send(());
+                        }
+                        for b in barriers.drain(..) {
+                            let _ = b.send(());
                         }
                     }
                 }
@@ -110,6 +120,15 @@ impl Persister {
     /// The first write that failed, if any.
     pub fn error(&self) -> Option<String> {
         self.error.lock().ok().and_then(|e| e.clone())
+    }
+
+    /// Resolves once everything sent so far is written and synced; never blocks the caller.
+    pub fn barrier(&self) -> tokio::sync::oneshot::Receiver<()> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if let Some(t) = &self.tx {
+            let _ = t.send(Msg::Barrier(tx));
+        }
+        rx
     }
 
     /// Block until everything sent so far is written.

@@ -1,0 +1,1460 @@
+//! The dispatcher: a synchronous state machine that owns all of a run's state and decides
+//! everything — what starts next (DAG, priority, longest chain), retries and their delays,
+//! fail-fast, the deadline, cancellation, merge order, verify, landing and cleanup.
+//!
+//! `handle(input) -> actions`. Inputs are what happened (a domain's message, a batch of file
+//! changes, a signal, a timer, the result of an effect); actions are what to do (start an
+//! effect, cancel, arm a timer, publish an event). The dispatcher never awaits anything and
+//! never touches git, a process or the disk: the driver ([`super::Farm`]) runs each action
+//! elsewhere and feeds its result back as another input. That is what makes every decision
+//! testable without a process or a repository (see the tests at the end).
+//!
+//! Domain tasks talk to it with [`DomainMsg`], an internal type that is never serialized; the
+//! dispatcher alone decides which public [`FarmEvent`]s follow.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Duration;
+
+use super::process::Cancel;
+use crate::events::{AttemptEnd, Detected, DomainStatus, FarmEvent, Violation};
+use crate::git::{LandPlan, MergeOutcome};
+use crate::ownership::{OwnershipMap, PathClass};
+use crate::plan::schedule;
+use crate::record::{Phase, RunRecord};
+use crate::txn::LandOutcome;
+use crate::watch::{Change, ChangeKind};
+
+/// When and how long to wait before an agent's next attempt (`agent.retries`,
+/// `retry_backoff`, `rate_limit_backoff`): the n-th retry waits `backoff × 2^(n-1)`, capped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Extra attempts after the first one of this session.
+    pub retries: u32,
+    pub backoff: Duration,
+    pub rate_limit_backoff: Duration,
+    pub max_delay: Duration,
+}
+
+impl RetryPolicy {
+    /// The delay before the attempt after `attempt` (numbered from `first`), or `None`: no retry.
+    pub fn next(&self, attempt: u32, first: u32, end: &AttemptEnd) -> Option<Duration> {
+        let backoff = match end {
+            AttemptEnd::Exited { code } if *code == 0 => return None,
+            AttemptEnd::Exited { .. }
+            | AttemptEnd::Signaled { .. }
+            | AttemptEnd::TimedOut
+            | AttemptEnd::Stalled { .. } => self.backoff,
+            AttemptEnd::AgentFailed { failure, .. } if failure.retryable() => {
+                if failure.backs_off() {
+                    self.rate_limit_backoff
+                } else {
+                    self.backoff
+                }
+            }
+            AttemptEnd::AgentFailed { .. }
+            | AttemptEnd::Cancelled { .. }
+            | AttemptEnd::SpawnFailed { .. } => return None,
+        };
+        if attempt >= first + self.retries {
+            return None;
+        }
+        Some(
+            backoff
+                .checked_mul(2u32.saturating_pow(attempt.saturating_sub(1)))
+                .unwrap_or(Duration::MAX)
+                .min(self.max_delay),
+        )
+    }
+}
+
+/// What a domain's task tells the dispatcher. Internal: never serialized.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DomainMsg {
+    /// Something observed that the public stream carries as is (a tool use, a commit…).
+    Observed(FarmEvent),
+    /// The worktree is ready and setup ran, or the domain ends here with this status.
+    Prepared(Result<(), (DomainStatus, String)>),
+    /// An agent attempt ended and its work was committed (or the commit failed).
+    AttemptDone {
+        attempt: u32,
+        end: AttemptEnd,
+        refused: usize,
+        commit_error: Option<String>,
+    },
+    /// Audit, ownership policy, the domain's own verify and its change stats are done.
+    Concluded {
+        status: DomainStatus,
+        reason: Option<String>,
+        head: Option<String>,
+        files: Vec<String>,
+        insertions: usize,
+        deletions: usize,
+    },
+    /// The task died (a bug); the domain ends failed.
+    Died(String),
+}
+
+/// Timers the dispatcher arms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Timer {
+    Deadline,
+    Retry { domain: String, attempt: u32 },
+}
+
+/// Everything that can happen to a run.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Input {
+    /// Start driving the run (after the driver published the run's first events).
+    Begin,
+    Domain {
+        domain: String,
+        msg: DomainMsg,
+    },
+    Changes(Vec<Change>),
+    WatchMode {
+        domain: String,
+        mode: Result<crate::watch::Mode, String>,
+    },
+    /// SIGINT, SIGTERM or SIGHUP.
+    Signal {
+        name: String,
+    },
+    Timer(Timer),
+    /// Results of effects.
+    StartComputed {
+        domain: String,
+        result: Result<String, String>,
+    },
+    Recovered(Vec<FarmEvent>),
+    Predicted(Result<Vec<(String, String, Vec<String>)>, String>),
+    MergeDone {
+        domain: String,
+        result: Result<MergeOutcome, String>,
+    },
+    LandLock(Result<(), String>),
+    /// The integration tip and what landing it would do (`None`: nothing changed).
+    LandingPlanned(Result<Option<(String, LandPlan)>, String>),
+    Verified {
+        passed: bool,
+        end: AttemptEnd,
+        duration_ms: u64,
+        log: String,
+        /// The verify worktree could not be made: verify did not run.
+        setup_error: Option<String>,
+    },
+    LandDone(Result<LandOutcome, String>),
+    Cleaned(Vec<FarmEvent>),
+}
+
+/// What to do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Publish an event (already folded into the dispatcher's record).
+    Emit(FarmEvent),
+    ComputeStart {
+        domain: String,
+    },
+    /// Create the domain's branch and worktree at `start`, watch it, run setup (unless `skip_setup`).
+    Prepare {
+        domain: String,
+        start: String,
+        skip_setup: bool,
+        /// The domain ran before (a resumed run): its branch, maybe its worktree, exist.
+        resume: bool,
+    },
+    Attempt {
+        domain: String,
+        attempt: u32,
+    },
+    Conclude {
+        domain: String,
+        last_end: AttemptEnd,
+        refused: usize,
+    },
+    /// Stop processes: the whole run's (`domain: None`) or one domain's.
+    Cancel {
+        domain: Option<String>,
+        cancel: Cancel,
+    },
+    /// Stop watching a finished domain's worktree (after its last debounce window).
+    Unwatch {
+        domain: String,
+    },
+    SetTimer {
+        timer: Timer,
+        after: Duration,
+    },
+    /// Resume: stop a dead run's leftovers, recover its effects, commit what its worktrees hold;
+    /// set the blocked attempts of `reset_blocked` aside.
+    Recover {
+        reset_blocked: Vec<String>,
+    },
+    PredictConflicts {
+        candidates: Vec<(String, String)>,
+    },
+    Merge {
+        domain: String,
+        head: String,
+    },
+    TakeLandLock,
+    PlanLanding,
+    Verify {
+        commit: String,
+    },
+    Land {
+        old: Option<String>,
+        new: String,
+        fast_forward: bool,
+    },
+    Cleanup {
+        remove_worktrees: bool,
+    },
+    /// Nothing is left to do: conclude the run.
+    Finish,
+}
+
+/// How the run was started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Run,
+    Resume {
+        retry_failed: bool,
+    },
+    /// `agent-farm merge`: only the steps after the agents.
+    Merge,
+}
+
+/// Where a started domain is in its pipeline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Active {
+    Starting,
+    Preparing,
+    Attempt {
+        attempt: u32,
+        refused: usize,
+    },
+    /// Waiting for the timer of the next attempt.
+    Waiting {
+        attempt: u32,
+        refused: usize,
+    },
+    Concluding,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Stage {
+    Idle,
+    Recovering,
+    Running,
+    Predicting,
+    Merging,
+    WaitingForLandLock,
+    PlanningLanding,
+    Verifying {
+        old: Option<String>,
+        new: String,
+        fast_forward: bool,
+    },
+    Landing,
+    Cleaning,
+    Done,
+}
+
+/// What live watching has seen so far in this run.
+#[derive(Debug, Default)]
+struct LiveOwnership {
+    /// path → domains that changed it.
+    touched: BTreeMap<String, BTreeSet<String>>,
+    /// Domains stopped for a violation.
+    stopped: BTreeSet<String>,
+    fallback_reported: bool,
+}
+
+pub struct Dispatcher {
+    record: RunRecord,
+    mode: Mode,
+    retry: RetryPolicy,
+    keep_worktrees: bool,
+    /// The caller's clock for the next events (set by the driver before each input).
+    now_ms: u64,
+    stage: Stage,
+    active: BTreeMap<String, Active>,
+    merge_queue: VecDeque<String>,
+    merging: Option<String>,
+    /// Merges queued after the agents (`merge_pending`), in merge order.
+    final_merges: bool,
+    cancel: Option<Cancel>,
+    signals: u32,
+    ownership: Option<OwnershipMap>,
+    live: LiveOwnership,
+    /// The number of each domain's first attempt in this process (earlier ones were resumed).
+    first_attempt_of: BTreeMap<String, u32>,
+    /// The commit being landed, and whether it is a fast-forward.
+    landing: Option<(String, bool)>,
+    out: Vec<Action>,
+}
+
+impl Dispatcher {
+    pub fn new(record: RunRecord, mode: Mode, retry: RetryPolicy, keep_worktrees: bool) -> Self {
+        let ownership = OwnershipMap::for_plan(&record.plan).ok();
+        Dispatcher {
+            record,
+            mode,
+            retry,
+            keep_worktrees,
+            now_ms: 0,
+            stage: Stage::Idle,
+            active: BTreeMap::new(),
+            merge_queue: VecDeque::new(),
+            merging: None,
+            final_merges: false,
+            cancel: None,
+            signals: 0,
+            ownership,
+            live: LiveOwnership::default(),
+            first_attempt_of: BTreeMap::new(),
+            landing: None,
+            out: Vec::new(),
+        }
+    }
+
+    /// The run's state, as folded from every event published so far.
+    pub fn record(&self) -> &RunRecord {
+        &self.record
+    }
+
+    pub fn into_record(self) -> RunRecord {
+        self.record
+    }
+
+    /// Whether the run is over (`Finish` was decided).
+    pub fn done(&self) -> bool {
+        self.stage == Stage::Done
+    }
+
+    /// Publish an event that did not come through `handle` (the run's first events, warnings).
+    pub fn publish(&mut self, at_ms: u64, event: FarmEvent) -> Vec<Action> {
+        self.now_ms = at_ms;
+        self.emit(event);
+        std::mem::take(&mut self.out)
+    }
+
+    /// Decide what follows `input`, which happened at `at_ms`.
+    pub fn handle(&mut self, at_ms: u64, input: Input) -> Vec<Action> {
+        self.now_ms = at_ms;
+        self.on(input);
+        std::mem::take(&mut self.out)
+    }
+
+    fn emit(&mut self, event: FarmEvent) {
+        self.record.apply(&crate::events::Timed {
+            at_ms: self.now_ms,
+            event: event.clone(),
+        });
+        self.out.push(Action::Emit(event));
+    }
+
+    fn act(&mut self, a: Action) {
+        self.out.push(a);
+    }
+
+    fn status(&self, name: &str) -> DomainStatus {
+        self.record
+            .domain(name)
+            .map_or(DomainStatus::Skipped, |d| d.status)
+    }
+
+    fn interrupted(&self) -> bool {
+        self.cancel.as_ref().is_some_and(|c| c.interrupt)
+    }
+
+    fn on(&mut self, input: Input) {
+        match input {
+            Input::Begin => self.begin(),
+            Input::Domain { domain, msg } => self.on_domain(domain, msg),
+            Input::Changes(batch) => self.on_changes(batch),
+            Input::WatchMode { domain, mode } => self.on_watch_mode(domain, mode),
+            Input::Signal { name } => self.on_signal(name),
+            Input::Timer(t) => self.on_timer(t),
+            Input::StartComputed { domain, result } => self.on_start_computed(domain, result),
+            Input::Recovered(events) => self.on_recovered(events),
+            Input::Predicted(r) => self.on_predicted(r),
+            Input::MergeDone { domain, result } => self.on_merged(domain, result),
+            Input::LandLock(r) => self.on_land_lock(r),
+            Input::LandingPlanned(r) => self.on_landing_planned(r),
+            Input::Verified {
+                passed,
+                end,
+                duration_ms,
+                log,
+                setup_error,
+            } => self.on_verified(passed, end, duration_ms, log, setup_error),
+            Input::LandDone(r) => self.on_landed(r),
+            Input::Cleaned(events) => {
+                for ev in events {
+                    self.emit(ev);
+                }
+                self.stage = Stage::Done;
+                self.act(Action::Finish);
+            }
+        }
+    }
+
+    // ---- starting ----------------------------------------------------------------------
+
+    fn begin(&mut self) {
+        if let Some(d) = self.record.options.deadline_ms
+            && self.mode != Mode::Merge
+        {
+            self.act(Action::SetTimer {
+                timer: Timer::Deadline,
+                after: Duration::from_millis(d),
+            });
+        }
+        match self.mode {
+            Mode::Merge => self.after_agents(),
+            Mode::Run => self.start_running(),
+            Mode::Resume { retry_failed } => {
+                let reset_blocked = self
+                    .resets(retry_failed)
+                    .into_iter()
+                    .filter(|(d, _, _)| self.status(d) == DomainStatus::Blocked)
+                    .map(|(d, _, _)| d)
+                    .collect();
+                self.stage = Stage::Recovering;
+                self.act(Action::Recover { reset_blocked });
+            }
+        }
+    }
+
+    /// Which domains resume runs again, why, and whether only the steps after the agent remain.
+    fn resets(&self, retry_failed: bool) -> Vec<(String, String, bool)> {
+        let failed = |s: DomainStatus| {
+            matches!(
+                s,
+                DomainStatus::Failed | DomainStatus::TimedOut | DomainStatus::Blocked
+            )
+        };
+        let unfinished = |s: DomainStatus| !s.is_terminal() || s == DomainStatus::Cancelled;
+        self.record
+            .plan
+            .domains
+            .iter()
+            .filter_map(|d| {
+                let dr = self.record.domain(&d.name)?;
+                let s = dr.status;
+                let agent_succeeded = dr
+                    .attempts
+                    .last()
+                    .and_then(|a| a.end.as_ref())
+                    .is_some_and(|e| e.success());
+                let why = if unfinished(s) {
+                    format!("it was {s} when the run stopped")
+                } else if s == DomainStatus::Skipped {
+                    "it was skipped; its dependencies may succeed now".to_string()
+                } else if retry_failed && failed(s) {
+                    format!("--retry-failed: it {s}")
+                } else {
+                    return None;
+                };
+                Some((d.name.clone(), why, unfinished(s) && agent_succeeded))
+            })
+            .collect()
+    }
+
+    fn on_recovered(&mut self, events: Vec<FarmEvent>) {
+        for ev in events {
+            self.emit(ev);
+        }
+        let retry_failed = matches!(self.mode, Mode::Resume { retry_failed: true });
+        for (domain, reason, after_agent) in self.resets(retry_failed) {
+            self.emit(FarmEvent::DomainReset {
+                domain,
+                reason,
+                after_agent,
+            });
+        }
+        self.start_running();
+    }
+
+    fn start_running(&mut self) {
+        self.stage = Stage::Running;
+        // A resumed run may hold finished domains whose merge never happened (or was never
+        // recorded): merge them first, so that their dependents can start.
+        if !self.record.options.no_merge {
+            for name in schedule::merge_order(&self.record.plan.domains) {
+                if self.status(&name) == DomainStatus::Succeeded {
+                    self.merge_queue.push_back(name);
+                }
+            }
+        }
+        self.pump();
+    }
+
+    /// Domains that may start now: pending, with every dependency done in the sense this run
+    /// needs (merged into the integration branch, or merely succeeded with `--no-merge`).
+    fn ready(&self) -> Vec<String> {
+        let no_merge = self.record.options.no_merge;
+        let plan = &self.record.plan;
+        let candidates = plan.domains.iter().filter(|d| {
+            self.status(&d.name) == DomainStatus::Pending
+                && !self.active.contains_key(&d.name)
+                && d.depends_on.iter().all(|p| {
+                    let s = self.status(p);
+                    s == DomainStatus::Merged || (no_merge && s == DomainStatus::Succeeded)
+                })
+        });
+        schedule::start_order(&plan.domains, candidates.map(|d| d.name.as_str()))
+    }
+
+    /// Start what can start, merge what is queued; when nothing runs any more, go on.
+    fn pump(&mut self) {
+        if self.stage == Stage::Running {
+            self.next_merge();
+            // Domains start from the integration tip: after what finished is merged, so that
+            // they see every change before them (a merge takes milliseconds).
+            let merges_pending = self.merging.is_some() || !self.merge_queue.is_empty();
+            if self.cancel.is_none() && !merges_pending {
+                let jobs = self.record.options.jobs.max(1);
+                for name in self.ready() {
+                    if self.active.len() >= jobs {
+                        break;
+                    }
+                    self.active.insert(name.clone(), Active::Starting);
+                    self.act(Action::ComputeStart { domain: name });
+                }
+            }
+            if self.active.is_empty() && self.merging.is_none() && self.merge_queue.is_empty() {
+                self.agents_done();
+            }
+        } else if self.stage == Stage::Merging {
+            self.next_merge();
+            if self.merging.is_none() && self.merge_queue.is_empty() {
+                self.land();
+            }
+        }
+    }
+
+    fn next_merge(&mut self) {
+        if self.merging.is_some() {
+            return;
+        }
+        while let Some(name) = self.merge_queue.pop_front() {
+            if self.status(&name) != DomainStatus::Succeeded {
+                continue;
+            }
+            if self.final_merges {
+                let blocked = self
+                    .record
+                    .plan
+                    .domain(&name)
+                    .into_iter()
+                    .flat_map(|d| d.depends_on.iter())
+                    .find(|p| self.status(p) != DomainStatus::Merged)
+                    .cloned();
+                if let Some(p) = blocked {
+                    self.emit(FarmEvent::DomainSkipped {
+                        domain: name.clone(),
+                        reason: format!("not merged: dependency `{p}` is not merged"),
+                    });
+                    continue;
+                }
+            }
+            let head = self.record.domain(&name).and_then(|d| d.head.clone());
+            match head {
+                None => {
+                    // Nothing was committed: merged trivially.
+                    self.emit(FarmEvent::Merged {
+                        domain: name.clone(),
+                        commit: None,
+                    });
+                    self.after_merge(&name);
+                }
+                Some(head) => {
+                    self.merging = Some(name.clone());
+                    self.act(Action::Merge { domain: name, head });
+                    return;
+                }
+            }
+        }
+    }
+
+    fn on_start_computed(&mut self, domain: String, result: Result<String, String>) {
+        if self.active.get(&domain) != Some(&Active::Starting) {
+            return;
+        }
+        match result {
+            Ok(start) if self.cancel.is_none() => {
+                let resume = self
+                    .record
+                    .domain(&domain)
+                    .is_some_and(|d| d.start_commit.is_some());
+                self.emit(FarmEvent::DomainPreparing {
+                    domain: domain.clone(),
+                    start_commit: start.clone(),
+                });
+                let skip_setup = self.record.domain(&domain).is_some_and(|d| d.after_agent);
+                self.active.insert(domain.clone(), Active::Preparing);
+                self.act(Action::Prepare {
+                    domain,
+                    start,
+                    skip_setup,
+                    resume,
+                });
+            }
+            // Cancelled meanwhile: it never started; accounted for with the other pending ones.
+            Ok(_) => {
+                self.active.remove(&domain);
+            }
+            Err(reason) => {
+                self.active.remove(&domain);
+                self.emit(FarmEvent::DomainSkipped {
+                    domain: domain.clone(),
+                    reason,
+                });
+                self.skip_dependents(&domain);
+            }
+        }
+        self.pump();
+    }
+
+    // ---- a domain's pipeline -----------------------------------------------------------
+
+    fn on_domain(&mut self, domain: String, msg: DomainMsg) {
+        match msg {
+            DomainMsg::Observed(ev) => {
+                let derived = self.ownership_signals(&ev);
+                self.emit(ev);
+                for ev in derived {
+                    self.emit(ev);
+                }
+            }
+            DomainMsg::Prepared(result) => {
+                if self.active.get(&domain) != Some(&Active::Preparing) {
+                    return;
+                }
+                match result {
+                    Err((status, reason)) => self.finish_domain(&domain, status, Some(reason)),
+                    Ok(()) => {
+                        let agent_done = self.record.domain(&domain).is_some_and(|d| d.after_agent);
+                        if agent_done {
+                            self.conclude(&domain, AttemptEnd::Exited { code: 0 }, 0);
+                        } else if let Some(c) = self.cancel.clone() {
+                            self.conclude(
+                                &domain,
+                                AttemptEnd::Cancelled {
+                                    reason: c.reason.clone(),
+                                },
+                                0,
+                            );
+                        } else {
+                            let attempt = self.next_attempt_number(&domain);
+                            self.start_attempt(&domain, attempt, 0);
+                        }
+                    }
+                }
+            }
+            DomainMsg::AttemptDone {
+                attempt,
+                end,
+                refused,
+                commit_error,
+            } => {
+                let Some(Active::Attempt { refused: r0, .. }) = self.active.get(&domain).cloned()
+                else {
+                    return;
+                };
+                let refused = r0 + refused;
+                if let Some(e) = commit_error {
+                    // The worktree keeps the uncommitted work; cleanup will not remove a dirty one.
+                    let wt = self
+                        .record
+                        .domain(&domain)
+                        .map(|d| d.worktree.display().to_string())
+                        .unwrap_or_default();
+                    self.finish_domain(
+                        &domain,
+                        DomainStatus::Failed,
+                        Some(format!(
+                            "commit failed: {e}; the work is left uncommitted in {wt}"
+                        )),
+                    );
+                    return;
+                }
+                let first = self
+                    .first_attempt_of
+                    .get(&domain)
+                    .copied()
+                    .unwrap_or(attempt);
+                let cancelled = self.cancel.is_some() || self.live.stopped.contains(&domain);
+                match self.retry.next(attempt, first, &end).filter(|_| !cancelled) {
+                    Some(delay) => {
+                        self.emit(FarmEvent::AgentRetrying {
+                            domain: domain.clone(),
+                            next_attempt: attempt + 1,
+                            delay_ms: delay.as_millis() as u64,
+                        });
+                        self.active.insert(
+                            domain.clone(),
+                            Active::Waiting {
+                                attempt: attempt + 1,
+                                refused,
+                            },
+                        );
+                        self.act(Action::SetTimer {
+                            timer: Timer::Retry {
+                                domain,
+                                attempt: attempt + 1,
+                            },
+                            after: delay,
+                        });
+                    }
+                    None => self.conclude(&domain, end, refused),
+                }
+            }
+            DomainMsg::Concluded {
+                status,
+                reason,
+                head,
+                files,
+                insertions,
+                deletions,
+            } => {
+                if self.active.get(&domain) != Some(&Active::Concluding) {
+                    return;
+                }
+                self.domain_finished(
+                    &domain,
+                    FarmEvent::DomainFinished {
+                        domain: domain.clone(),
+                        status,
+                        reason,
+                        head,
+                        files,
+                        insertions,
+                        deletions,
+                    },
+                );
+            }
+            DomainMsg::Died(e) => {
+                if self.active.contains_key(&domain) {
+                    self.finish_domain(
+                        &domain,
+                        DomainStatus::Failed,
+                        Some(format!("internal error: the domain's task failed: {e}")),
+                    );
+                }
+            }
+        }
+    }
+
+    fn next_attempt_number(&mut self, domain: &str) -> u32 {
+        let n = self
+            .record
+            .domain(domain)
+            .map(|d| d.attempts.iter().map(|a| a.number).max().unwrap_or(0) + 1)
+            .unwrap_or(1);
+        self.first_attempt_of.entry(domain.to_string()).or_insert(n);
+        n
+    }
+
+    fn start_attempt(&mut self, domain: &str, attempt: u32, refused: usize) {
+        self.active
+            .insert(domain.to_string(), Active::Attempt { attempt, refused });
+        self.act(Action::Attempt {
+            domain: domain.to_string(),
+            attempt,
+        });
+    }
+
+    fn conclude(&mut self, domain: &str, last_end: AttemptEnd, refused: usize) {
+        self.active.insert(domain.to_string(), Active::Concluding);
+        self.act(Action::Conclude {
+            domain: domain.to_string(),
+            last_end,
+            refused,
+        });
+    }
+
+    /// The domain ends without its conclusion step (setup failed, commit failed, task died).
+    fn finish_domain(&mut self, domain: &str, status: DomainStatus, reason: Option<String>) {
+        self.domain_finished(
+            domain,
+            FarmEvent::DomainFinished {
+                domain: domain.to_string(),
+                status,
+                reason,
+                head: None,
+                files: Vec::new(),
+                insertions: 0,
+                deletions: 0,
+            },
+        );
+    }
+
+    fn domain_finished(&mut self, domain: &str, ev: FarmEvent) {
+        self.active.remove(domain);
+        self.emit(ev);
+        self.act(Action::Unwatch {
+            domain: domain.to_string(),
+        });
+        let status = self.status(domain);
+        if status == DomainStatus::Succeeded && !self.record.options.no_merge {
+            self.merge_queue.push_back(domain.to_string());
+        } else if status.is_failure() {
+            self.failed(domain);
+        }
+        self.pump();
+    }
+
+    /// A domain failed or conflicted: its dependents cannot run; with fail-fast nothing else runs.
+    fn failed(&mut self, name: &str) {
+        self.skip_dependents(name);
+        let status = self.status(name);
+        if self.record.options.fail_fast && status != DomainStatus::Cancelled {
+            self.cancel_run(format!("fail-fast: domain `{name}` {status}"), false);
+        }
+    }
+
+    fn skip_dependents(&mut self, failed: &str) {
+        let status = self.status(failed);
+        for dep in schedule::dependents_of(&self.record.plan.domains, failed) {
+            if self.status(&dep) == DomainStatus::Pending && !self.active.contains_key(&dep) {
+                self.emit(FarmEvent::DomainSkipped {
+                    domain: dep,
+                    reason: format!("dependency `{failed}` {status}"),
+                });
+            }
+        }
+    }
+
+    fn on_merged(&mut self, domain: String, result: Result<MergeOutcome, String>) {
+        if self.merging.as_deref() != Some(domain.as_str()) {
+            return;
+        }
+        self.merging = None;
+        match result {
+            Ok(MergeOutcome::Merged(c)) => self.emit(FarmEvent::Merged {
+                domain: domain.clone(),
+                commit: Some(c.to_string()),
+            }),
+            Ok(MergeOutcome::UpToDate) => self.emit(FarmEvent::Merged {
+                domain: domain.clone(),
+                commit: None,
+            }),
+            Ok(MergeOutcome::Conflict(paths)) => {
+                let facts = self.conflict_facts(&paths);
+                self.emit(FarmEvent::Conflict {
+                    domain: domain.clone(),
+                    paths,
+                    facts,
+                })
+            }
+            Err(e) => self.emit(FarmEvent::Warning {
+                domain: Some(domain.clone()),
+                message: format!("merge failed: {e}"),
+            }),
+        }
+        self.after_merge(&domain);
+        self.pump();
+    }
+
+    fn after_merge(&mut self, domain: &str) {
+        if self.status(domain) == DomainStatus::Conflicted {
+            self.failed(domain);
+        }
+    }
+
+    // ---- cancellation, signals, timers ------------------------------------------------
+
+    fn cancel_run(&mut self, reason: String, interrupt: bool) {
+        if self.cancel.is_some() && !interrupt {
+            return;
+        }
+        // A second interrupt kills at once.
+        let immediate = interrupt && self.interrupted();
+        let cancel = Cancel {
+            reason: reason.clone(),
+            immediate,
+            interrupt,
+        };
+        self.cancel = Some(cancel.clone());
+        if interrupt && self.record.interrupted.is_none() {
+            self.emit(FarmEvent::Interrupted { reason });
+        }
+        self.act(Action::Cancel {
+            domain: None,
+            cancel: cancel.clone(),
+        });
+        // Domains waiting for their next attempt end now, cancelled.
+        let waiting: Vec<(String, usize)> = self
+            .active
+            .iter()
+            .filter_map(|(d, a)| match a {
+                Active::Waiting { refused, .. } => Some((d.clone(), *refused)),
+                _ => None,
+            })
+            .collect();
+        for (d, refused) in waiting {
+            self.conclude(
+                &d,
+                AttemptEnd::Cancelled {
+                    reason: cancel.reason.clone(),
+                },
+                refused,
+            );
+        }
+    }
+
+    fn on_signal(&mut self, name: String) {
+        self.signals += 1;
+        let reason = if self.signals == 1 {
+            format!("interrupted by {name}")
+        } else {
+            format!("interrupted by {name} (again)")
+        };
+        self.cancel_run(reason, true);
+        match self.stage {
+            // Waiting for another run's landing lock: stop waiting.
+            Stage::WaitingForLandLock => self.cleanup(),
+            Stage::Running => self.pump(),
+            _ => {}
+        }
+    }
+
+    fn on_timer(&mut self, t: Timer) {
+        match t {
+            Timer::Deadline => {
+                if !matches!(self.stage, Stage::Running | Stage::Recovering) {
+                    return;
+                }
+                let reason = format!(
+                    "run deadline of {} reached",
+                    humantime::format_duration(Duration::from_millis(
+                        self.record.options.deadline_ms.unwrap_or(0)
+                    ))
+                );
+                self.emit(FarmEvent::Warning {
+                    domain: None,
+                    message: reason.clone(),
+                });
+                self.cancel_run(reason, false);
+                self.pump();
+            }
+            Timer::Retry { domain, attempt } => {
+                if let Some(Active::Waiting {
+                    attempt: a,
+                    refused,
+                }) = self.active.get(&domain).cloned()
+                    && a == attempt
+                {
+                    self.start_attempt(&domain, attempt, refused);
+                }
+            }
+        }
+    }
+
+    // ---- after the agents: merge, verify, land, clean ---------------------------------
+
+    fn agents_done(&mut self) {
+        // Whatever could not start is accounted for.
+        let reason = self.cancel.as_ref().map(|c| c.reason.clone());
+        let pending: Vec<String> = self
+            .record
+            .plan
+            .domains
+            .iter()
+            .filter(|d| self.status(&d.name) == DomainStatus::Pending)
+            .map(|d| d.name.clone())
+            .collect();
+        for name in pending {
+            match &reason {
+                Some(r) => self.emit(FarmEvent::DomainFinished {
+                    domain: name,
+                    status: DomainStatus::Cancelled,
+                    reason: Some(format!("not started: {r}")),
+                    head: None,
+                    files: Vec::new(),
+                    insertions: 0,
+                    deletions: 0,
+                }),
+                None => self.emit(FarmEvent::DomainSkipped {
+                    domain: name,
+                    reason: "a dependency was not merged".into(),
+                }),
+            }
+        }
+        if self.interrupted() {
+            self.cleanup_with(true);
+        } else if self.record.options.no_merge {
+            self.cleanup();
+        } else {
+            self.after_agents();
+        }
+    }
+
+    /// Merge every succeeded, unmerged domain, in merge order; then land.
+    fn after_agents(&mut self) {
+        if self.interrupted() {
+            return self.cleanup();
+        }
+        self.emit(FarmEvent::Phase {
+            phase: Phase::Merging,
+        });
+        let candidates: Vec<(String, String)> = schedule::merge_order(&self.record.plan.domains)
+            .into_iter()
+            .filter_map(|n| {
+                let d = self.record.domain(&n)?;
+                (d.status == DomainStatus::Succeeded)
+                    .then(|| d.head.clone().map(|h| (n, h)))
+                    .flatten()
+            })
+            .collect();
+        if candidates.is_empty() {
+            self.start_final_merges();
+        } else {
+            self.stage = Stage::Predicting;
+            self.act(Action::PredictConflicts { candidates });
+        }
+    }
+
+    fn on_predicted(&mut self, r: Result<Vec<(String, String, Vec<String>)>, String>) {
+        if self.stage != Stage::Predicting {
+            return;
+        }
+        match r {
+            Ok(found) => {
+                for (domain, with, paths) in found {
+                    let facts = self.conflict_facts(&paths);
+                    self.emit(FarmEvent::ConflictPredicted {
+                        domain,
+                        with,
+                        paths,
+                        facts,
+                    });
+                }
+            }
+            Err(e) => self.emit(FarmEvent::Warning {
+                domain: None,
+                message: format!("conflict prediction failed: {e}"),
+            }),
+        }
+        self.start_final_merges();
+    }
+
+    fn start_final_merges(&mut self) {
+        self.stage = Stage::Merging;
+        self.final_merges = true;
+        self.merge_queue = schedule::merge_order(&self.record.plan.domains)
+            .into_iter()
+            .filter(|n| self.status(n) == DomainStatus::Succeeded)
+            .collect();
+        self.pump();
+    }
+
+    fn land(&mut self) {
+        if self.interrupted() {
+            return self.cleanup();
+        }
+        self.stage = Stage::WaitingForLandLock;
+        self.act(Action::TakeLandLock);
+    }
+
+    fn not_landed(&mut self, reason: String, with_command: bool) {
+        let (into, integration) = (
+            self.record.into.clone(),
+            self.record.integration_branch.clone(),
+        );
+        self.emit(FarmEvent::NotLanded {
+            into: into.clone(),
+            reason,
+            command: with_command.then(|| format!("git switch {into} && git merge {integration}")),
+        });
+    }
+
+    fn on_land_lock(&mut self, r: Result<(), String>) {
+        if self.stage != Stage::WaitingForLandLock {
+            return;
+        }
+        match r {
+            Ok(()) => {
+                self.stage = Stage::PlanningLanding;
+                self.act(Action::PlanLanding);
+            }
+            Err(e) => {
+                self.not_landed(format!("cannot take the landing lock: {e}"), false);
+                self.cleanup();
+            }
+        }
+    }
+
+    fn on_landing_planned(&mut self, r: Result<Option<(String, LandPlan)>, String>) {
+        if self.stage != Stage::PlanningLanding {
+            return;
+        }
+        let into = self.record.into.clone();
+        match r {
+            // No domain changed anything: there is nothing to verify or land.
+            Ok(None) => self.cleanup(),
+            Err(e) => {
+                self.not_landed(format!("landing failed: {e}"), true);
+                self.cleanup();
+            }
+            Ok(Some((tip, LandPlan::UpToDate))) => {
+                self.emit(FarmEvent::Landed {
+                    into,
+                    commit: tip,
+                    fast_forward: true,
+                });
+                self.cleanup();
+            }
+            Ok(Some((_, LandPlan::Conflict(paths)))) => {
+                self.not_landed(
+                    format!(
+                        "`{into}` moved since the run started and conflicts with the result on {}",
+                        summarize(&paths)
+                    ),
+                    true,
+                );
+                self.cleanup();
+            }
+            Ok(Some((
+                _,
+                LandPlan::Move {
+                    old,
+                    commit,
+                    fast_forward,
+                },
+            ))) => {
+                let (old, new) = (old.map(|o| o.to_string()), commit.to_string());
+                if self.record.plan.verify.is_some() {
+                    self.emit(FarmEvent::VerifyStarted {
+                        commit: new.clone(),
+                    });
+                    self.stage = Stage::Verifying {
+                        old,
+                        new: new.clone(),
+                        fast_forward,
+                    };
+                    self.act(Action::Verify { commit: new });
+                } else {
+                    self.land_now(old, new, fast_forward);
+                }
+            }
+        }
+    }
+
+    fn on_verified(
+        &mut self,
+        passed: bool,
+        end: AttemptEnd,
+        duration_ms: u64,
+        log: String,
+        setup_error: Option<String>,
+    ) {
+        let Stage::Verifying {
+            old,
+            new,
+            fast_forward,
+        } = self.stage.clone()
+        else {
+            return;
+        };
+        self.emit(FarmEvent::VerifyFinished {
+            passed,
+            end: end.clone(),
+            duration_ms,
+            log: log.clone(),
+        });
+        if self.interrupted() {
+            return self.cleanup();
+        }
+        if let Some(e) = setup_error {
+            self.not_landed(
+                format!("verify did not run: cannot create its worktree: {e}"),
+                false,
+            );
+            return self.cleanup();
+        }
+        if !passed {
+            let cmd = self
+                .record
+                .plan
+                .verify
+                .as_ref()
+                .map(|v| v.display())
+                .unwrap_or_default();
+            self.not_landed(
+                format!("verify `{cmd}` failed ({}); see {log}", end.describe()),
+                false,
+            );
+            return self.cleanup();
+        }
+        self.land_now(old, new, fast_forward);
+    }
+
+    fn land_now(&mut self, old: Option<String>, new: String, fast_forward: bool) {
+        if self.interrupted() {
+            return self.cleanup();
+        }
+        self.emit(FarmEvent::Phase {
+            phase: Phase::Landing,
+        });
+        self.stage = Stage::Landing;
+        self.landing = Some((new.clone(), fast_forward));
+        self.act(Action::Land {
+            old,
+            new,
+            fast_forward,
+        });
+    }
+
+    fn on_landed(&mut self, r: Result<LandOutcome, String>) {
+        if self.stage != Stage::Landing {
+            return;
+        }
+        let (into, run_id) = (self.record.into.clone(), self.record.run_id.clone());
+        let (commit, fast_forward) = self.landing.take().unwrap_or_default();
+        match r {
+            Ok(LandOutcome::Landed) => self.emit(FarmEvent::Landed {
+                into,
+                commit,
+                fast_forward,
+            }),
+            Ok(LandOutcome::DirtyCheckout { worktree, paths }) => self.not_landed(
+                format!(
+                    "`{into}` is checked out at {} with uncommitted changes ({}); left untouched",
+                    worktree.display(),
+                    summarize(&paths)
+                ),
+                true,
+            ),
+            Ok(LandOutcome::CheckoutBlocked { worktree, message }) => self.not_landed(
+                format!(
+                    "the checkout of `{into}` at {} cannot be updated safely: {message}",
+                    worktree.display()
+                ),
+                true,
+            ),
+            Ok(LandOutcome::Locked { what }) => self.not_landed(
+                format!(
+                    "`{into}` is locked by another git process ({what}); nothing was changed; land it with `agent-farm merge {run_id}` once it is done"
+                ),
+                true,
+            ),
+            Ok(LandOutcome::Moved) => self.not_landed(
+                format!(
+                    "`{into}` moved while the result was being verified; land it again with `agent-farm merge {run_id}`"
+                ),
+                true,
+            ),
+            Err(e) => self.not_landed(format!("landing failed: {e}"), true),
+        }
+        self.cleanup();
+    }
+
+    fn cleanup(&mut self) {
+        let remove = self.interrupted() || !self.keep_worktrees;
+        self.cleanup_with(remove);
+    }
+
+    fn cleanup_with(&mut self, remove_worktrees: bool) {
+        if matches!(self.stage, Stage::Cleaning | Stage::Done) {
+            return;
+        }
+        self.stage = Stage::Cleaning;
+        self.emit(FarmEvent::Phase {
+            phase: Phase::Cleaning,
+        });
+        self.act(Action::Cleanup { remove_worktrees });
+    }
+
+    // ---- ownership ---------------------------------------------------------------------
+
+    fn ownership_map(&self) -> Option<&OwnershipMap> {
+        self.ownership.as_ref()
+    }
+
+    /// Ownership facts an agent's own events reveal: a refused edit of another domain's path is
+    /// a prevented violation; a tool use naming a path outside the domain is an early warning.
+    fn ownership_signals(&self, ev: &FarmEvent) -> Vec<FarmEvent> {
+        let (domain, path, detected, action) = match ev {
+            FarmEvent::AgentRefused { domain, denial, .. } => {
+                (domain, denial.path.clone(), Detected::Prevented, "refused")
+            }
+            FarmEvent::AgentToolUse {
+                domain, tool, path, ..
+            } if matches!(
+                tool.as_str(),
+                "Write" | "Edit" | "MultiEdit" | "NotebookEdit"
+            ) =>
+            {
+                (domain, path.clone(), Detected::ToolUse, "reported")
+            }
+            _ => return Vec::new(),
+        };
+        let (Some(path), Some(map)) = (path, self.ownership_map()) else {
+            return Vec::new();
+        };
+        let class = if path.starts_with('/') {
+            PathClass::Unowned
+        } else {
+            map.classify(domain, &path)
+        };
+        if !class.is_violation() {
+            return Vec::new();
+        }
+        vec![FarmEvent::OwnershipViolation {
+            domain: domain.clone(),
+            violation: Violation {
+                path,
+                owner: class.owner(),
+                change: "write".into(),
+                detected,
+                action: action.into(),
+            },
+        }]
+    }
+
+    fn on_watch_mode(&mut self, domain: String, mode: Result<crate::watch::Mode, String>) {
+        match mode {
+            Ok(crate::watch::Mode::Notify) => {}
+            Ok(crate::watch::Mode::Poll { reason }) => {
+                if !self.live.fallback_reported {
+                    self.live.fallback_reported = true;
+                    self.emit(FarmEvent::Warning {
+                        domain: Some(domain),
+                        message: format!(
+                            "file notifications unavailable ({reason}); worktrees are polled with git status instead (said once per run)"
+                        ),
+                    });
+                }
+            }
+            Err(e) => self.emit(FarmEvent::Warning {
+                domain: Some(domain),
+                message: format!(
+                    "not watched live ({e}); the audit before merge still checks every change"
+                ),
+            }),
+        }
+    }
+
+    /// Classify a batch of live changes: out-of-domain writes and collisions are reported the
+    /// moment they are seen; with `stop_on_violation` the offending agent is stopped.
+    fn on_changes(&mut self, batch: Vec<Change>) {
+        let stop = self.record.plan.ownership.stop_on_violation;
+        for c in batch {
+            if c.kind == ChangeKind::Overflow {
+                self.emit(FarmEvent::Warning {
+                    domain: Some(c.domain),
+                    message: "too many changes at once to follow live; the audit before merge checks them all".into(),
+                });
+                continue;
+            }
+            // Only what happens while an agent runs is the agent's doing: not setup before it,
+            // nor commits, reverts or verify after it.
+            let during_agent = self
+                .record
+                .domain(&c.domain)
+                .and_then(|d| d.attempts.last())
+                .is_some_and(|a| {
+                    a.started_ms <= c.at_ms && a.ended_ms.is_none_or(|e| c.at_ms <= e)
+                });
+            if !during_agent {
+                continue;
+            }
+            let Some(map) = self.ownership_map() else {
+                return;
+            };
+            let class = map.classify(&c.domain, &c.path);
+            if class == PathClass::Ignored {
+                continue;
+            }
+            let touched = self.live.touched.entry(c.path.clone()).or_default();
+            if touched.insert(c.domain.clone()) && touched.len() > 1 {
+                let domains: Vec<String> = touched.iter().cloned().collect();
+                self.emit(FarmEvent::Collision {
+                    path: c.path.clone(),
+                    domains,
+                });
+            }
+            if !class.is_violation() {
+                continue;
+            }
+            let change = match &c.kind {
+                ChangeKind::Created => "created".to_string(),
+                ChangeKind::Modified => "modified".to_string(),
+                ChangeKind::Removed => "deleted".to_string(),
+                ChangeKind::Renamed { from } => format!("renamed from {from}"),
+                ChangeKind::Overflow => continue,
+            };
+            let stopping = stop && self.live.stopped.insert(c.domain.clone());
+            self.emit(FarmEvent::OwnershipViolation {
+                domain: c.domain.clone(),
+                violation: Violation {
+                    path: c.path.clone(),
+                    owner: class.owner(),
+                    change,
+                    detected: Detected::Live,
+                    action: if stopping { "stopped" } else { "reported" }.into(),
+                },
+            });
+            if stopping {
+                let owner = class
+                    .owner()
+                    .map(|o| format!("owned by {o}"))
+                    .unwrap_or_else(|| "owned by no domain".into());
+                self.act(Action::Cancel {
+                    domain: Some(c.domain.clone()),
+                    cancel: Cancel {
+                        reason: format!(
+                            "stopped at its first ownership violation ({} {owner})",
+                            c.path
+                        ),
+                        immediate: false,
+                        interrupt: false,
+                    },
+                });
+            }
+        }
+    }
+
+    /// For each conflicting path: who owns it and which domains of this run changed it.
+    fn conflict_facts(&self, paths: &[String]) -> Vec<String> {
+        let Some(map) = self.ownership_map() else {
+            return Vec::new();
+        };
+        paths
+            .iter()
+            .map(|p| {
+                let by: Vec<String> = self
+                    .record
+                    .domains
+                    .values()
+                    .filter(|d| d.files.contains(p))
+                    .map(|d| d.name.clone())
+                    .collect();
+                let owner = match map.classify("", p) {
+                    PathClass::Other { owners } => format!("owned by {}", owners.join(", ")),
+                    PathClass::Shared => "shared".to_string(),
+                    PathClass::Ignored => "ignored for ownership".to_string(),
+                    _ => "owned by no domain".to_string(),
+                };
+                let by = if by.is_empty() {
+                    "changed on the integration branch".to_string()
+                } else {
+                    format!("changed by {}", by.join(" and "))
+                };
+                format!("{p}: {owner}; {by}")
+            })
+            .collect()
+    }
+}
+
+fn summarize(paths: &[String]) -> String {
+    let mut s = paths.iter().take(5).cloned().collect::<Vec<_>>().join(", ");
+    if paths.len() > 5 {
+        s.push_str(&format!(" and {} more", paths.len() - 5));
+    }
+    s
+}
