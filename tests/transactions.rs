@@ -271,3 +271,28 @@ fn recovery_never_overwrites_what_the_user_changed_since() {
     assert_eq!(repo.read("docs/index.md"), "my own edit\n");
     assert_eq!(git_locks(&repo), Vec::<String>::new());
 }
+
+/// A run whose record is gone (deleted by hand) is still found by `clean --all` from what git
+/// holds of it: its worktrees, branches and hidden refs.
+#[test]
+fn clean_all_finds_runs_without_a_record() {
+    let repo = setup();
+    kill_at(&repo, "worktree.added");
+    let id = repo.last_run();
+    std::fs::remove_dir_all(repo.common_dir().join("agent-farm/runs").join(&id)).unwrap();
+    assert!(!repo.farm_branches().is_empty());
+    let out = repo.farm(&["clean", "--all", "--force"]);
+    out.expect(0);
+    assert!(
+        out.stdout.contains(&format!("{id}: no run record")),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        repo.farm_branches().is_empty(),
+        "{:?}",
+        repo.farm_branches()
+    );
+    assert_eq!(repo.worktrees().len(), 1, "{:?}", repo.worktrees());
+    assert_eq!(git_locks(&repo), Vec::<String>::new());
+}

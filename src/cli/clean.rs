@@ -56,6 +56,25 @@ pub fn run(cwd: &Path, args: Args) -> anyhow::Result<i32> {
             Err(e) => return Err(e),
         }
     };
+    if args.all {
+        // Runs git still holds something of but no record knows: cleaned by name.
+        let info = crate::git::discover(cwd)?;
+        let into = info.head_branch.clone().unwrap_or_else(|| "main".into());
+        for run_id in crate::runner::finish::orphan_runs(&info.workdir, &info.common_dir) {
+            let events = crate::runner::finish::cleanup_without_record(
+                &info.workdir,
+                &run_id,
+                &into,
+                args.force,
+            );
+            println!("{run_id}: no run record; cleaning what git still holds for this run");
+            for ev in &events {
+                if let Some(line) = describe(ev) {
+                    println!("{run_id}: {line}");
+                }
+            }
+        }
+    }
     if records.is_empty() {
         println!("nothing to clean");
         return Ok(0);

@@ -1458,3 +1458,864 @@ fn summarize(paths: &[String]) -> String {
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    //! The dispatcher's decisions, with no process, no repository and no disk: feed inputs,
+    //! look at the actions.
+    use super::*;
+    use crate::record::RunOptions;
+    use crate::runner::stream::FailureKind as AgentFailure;
+
+    fn plan(domains: &str, extra: &str) -> crate::plan::Plan {
+        let text = format!(
+            "version: 1\nagent:\n  preset: sim\n  retries: 2\n  retry_backoff: 1s\n  rate_limit_backoff: 1m\n{extra}domains:\n{domains}"
+        );
+        crate::plan::parse(std::path::Path::new("farm.yaml"), &text, |_| {
+            Ok(String::new())
+        })
+        .unwrap()
+    }
+
+    fn dom(name: &str, extra: &str) -> String {
+        let mut s = format!("  - name: {name}\n    owns: [\"{name}/**\"]\n    prompt: do {name}\n");
+        for l in extra.lines() {
+            s.push_str(&format!("    {l}\n"));
+        }
+        s
+    }
+
+    fn options(jobs: usize) -> RunOptions {
+        RunOptions {
+            jobs,
+            fail_fast: false,
+            keep_worktrees: false,
+            no_merge: false,
+            deadline_ms: None,
+            retries: None,
+        }
+    }
+
+    fn dispatcher(domains: &[String], extra: &str, opts: RunOptions, mode: Mode) -> Dispatcher {
+        let plan = plan(&domains.concat(), extra);
+        let retry = RetryPolicy {
+            retries: plan.agent.retries,
+            backoff: plan.agent.retry_backoff,
+            rate_limit_backoff: plan.agent.rate_limit_backoff,
+            max_delay: Duration::from_secs(3600),
+        };
+        let rec = RunRecord::new(
+            "r1".into(),
+            "/nonexistent/repo".into(),
+            "/nonexistent/repo/.git".into(),
+            plan,
+            "main".into(),
+            "b".repeat(40),
+            "main".into(),
+            "/nonexistent/wt".into(),
+            opts,
+        );
+        Dispatcher::new(rec, mode, retry, false)
+    }
+
+    const A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+
+    fn starts(actions: &[Action]) -> Vec<String> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::ComputeStart { domain } => Some(domain.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn events(actions: &[Action]) -> Vec<&FarmEvent> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Emit(e) => Some(e),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn has<F: Fn(&Action) -> bool>(actions: &[Action], f: F) -> bool {
+        actions.iter().any(f)
+    }
+
+    struct T {
+        d: Dispatcher,
+        now: u64,
+    }
+
+    impl T {
+        fn new(d: Dispatcher) -> T {
+            T { d, now: 1000 }
+        }
+        fn input(&mut self, i: Input) -> Vec<Action> {
+            self.now += 10;
+            self.d.handle(self.now, i)
+        }
+        fn msg(&mut self, domain: &str, msg: DomainMsg) -> Vec<Action> {
+            self.input(Input::Domain {
+                domain: domain.into(),
+                msg,
+            })
+        }
+        /// Start point computed, worktree prepared: the first attempt starts.
+        fn launch(&mut self, domain: &str) -> Vec<Action> {
+            let a = self.input(Input::StartComputed {
+                domain: domain.into(),
+                result: Ok(A.into()),
+            });
+            assert!(has(
+                &a,
+                |x| matches!(x, Action::Prepare { domain: d, .. } if d == domain)
+            ));
+            let a = self.msg(domain, DomainMsg::Prepared(Ok(())));
+            assert!(
+                has(
+                    &a,
+                    |x| matches!(x, Action::Attempt { domain: d, .. } if d == domain)
+                ),
+                "{a:?}"
+            );
+            a
+        }
+        fn attempt(&mut self, domain: &str, n: u32, end: AttemptEnd) -> Vec<Action> {
+            self.msg(
+                domain,
+                DomainMsg::Observed(FarmEvent::AgentStarted {
+                    domain: domain.into(),
+                    attempt: n,
+                    pid: 1,
+                    spawned_ms: self.now,
+                }),
+            );
+            self.msg(
+                domain,
+                DomainMsg::AttemptDone {
+                    attempt: n,
+                    end,
+                    refused: 0,
+                    commit_error: None,
+                },
+            )
+        }
+        fn concluded(&mut self, domain: &str, status: DomainStatus) -> Vec<Action> {
+            self.msg(
+                domain,
+                DomainMsg::Concluded {
+                    status,
+                    reason: None,
+                    head: Some(A.into()),
+                    files: vec![format!("{domain}/x")],
+                    insertions: 1,
+                    deletions: 0,
+                },
+            )
+        }
+        /// One domain, start to merged.
+        fn succeed(&mut self, domain: &str) -> Vec<Action> {
+            self.launch(domain);
+            let a = self.attempt(domain, 1, AttemptEnd::Exited { code: 0 });
+            assert!(has(&a, |x| matches!(x, Action::Conclude { .. })), "{a:?}");
+            let a = self.concluded(domain, DomainStatus::Succeeded);
+            assert!(
+                has(
+                    &a,
+                    |x| matches!(x, Action::Merge { domain: d, .. } if d == domain)
+                ),
+                "{a:?}"
+            );
+            self.input(Input::MergeDone {
+                domain: domain.into(),
+                result: Ok(MergeOutcome::Merged(A.parse().unwrap())),
+            })
+        }
+        fn status(&self, d: &str) -> DomainStatus {
+            self.d.record().domain(d).unwrap().status
+        }
+    }
+
+    #[test]
+    fn starts_follow_dependencies_priority_and_the_longest_chain() {
+        let domains = [
+            dom("docs", ""),
+            dom("db", ""),
+            dom("api", "depends_on: [db]"),
+            dom("ui", "priority: 10"),
+        ];
+        let mut t = T::new(dispatcher(&domains, "", options(1), Mode::Run));
+        let a = t.input(Input::Begin);
+        // One slot: the highest priority first (then the head of the longest chain).
+        assert_eq!(starts(&a), vec!["ui"]);
+        let a = t.succeed("ui");
+        assert_eq!(
+            starts(&a),
+            vec!["db"],
+            "db heads the longest chain (db → api)"
+        );
+        let a = t.succeed("db");
+        // api is ready once db is merged; it ties with docs (same priority, same chain), and
+        // the plan's order breaks the tie.
+        assert_eq!(starts(&a), vec!["docs"]);
+        let a = t.succeed("docs");
+        assert_eq!(starts(&a), vec!["api"]);
+        let a = t.succeed("api");
+        // Everything merged as it finished: straight to landing.
+        assert!(has(&a, |x| matches!(x, Action::TakeLandLock)), "{a:?}");
+    }
+
+    #[test]
+    fn the_concurrency_limit_is_kept_and_a_freed_slot_is_filled() {
+        let domains: Vec<String> = (0..5).map(|i| dom(&format!("d{i}"), "")).collect();
+        let mut t = T::new(dispatcher(&domains, "", options(2), Mode::Run));
+        let a = t.input(Input::Begin);
+        assert_eq!(starts(&a).len(), 2);
+        let first = starts(&a)[0].clone();
+        let a = t.succeed(&first);
+        assert_eq!(starts(&a).len(), 1, "one slot freed, one domain started");
+    }
+
+    #[test]
+    fn a_dependent_does_not_start_before_its_dependency_is_merged() {
+        let domains = [dom("db", ""), dom("api", "depends_on: [db]")];
+        let mut t = T::new(dispatcher(&domains, "", options(4), Mode::Run));
+        assert_eq!(starts(&t.input(Input::Begin)), vec!["db"]);
+        t.launch("db");
+        t.attempt("db", 1, AttemptEnd::Exited { code: 0 });
+        let a = t.concluded("db", DomainStatus::Succeeded);
+        assert!(starts(&a).is_empty(), "api waits for the merge: {a:?}");
+        let a = t.input(Input::MergeDone {
+            domain: "db".into(),
+            result: Ok(MergeOutcome::Merged(A.parse().unwrap())),
+        });
+        assert_eq!(starts(&a), vec!["api"]);
+    }
+
+    #[test]
+    fn a_failed_attempt_is_retried_after_its_backoff() {
+        let mut t = T::new(dispatcher(&[dom("a", "")], "", options(1), Mode::Run));
+        t.input(Input::Begin);
+        t.launch("a");
+        let a = t.attempt("a", 1, AttemptEnd::Exited { code: 1 });
+        assert!(
+            has(
+                &a,
+                |x| matches!(x, Action::SetTimer { timer: Timer::Retry { attempt: 2, .. }, after } if *after == Duration::from_secs(1))
+            ),
+            "{a:?}"
+        );
+        assert!(events(&a).iter().any(|e| matches!(
+            e,
+            FarmEvent::AgentRetrying {
+                next_attempt: 2,
+                delay_ms: 1000,
+                ..
+            }
+        )));
+        let a = t.input(Input::Timer(Timer::Retry {
+            domain: "a".into(),
+            attempt: 2,
+        }));
+        assert_eq!(
+            a,
+            vec![Action::Attempt {
+                domain: "a".into(),
+                attempt: 2
+            }]
+        );
+        // The second retry waits twice as long; after the last one the domain concludes.
+        let a = t.attempt("a", 2, AttemptEnd::TimedOut);
+        assert!(has(
+            &a,
+            |x| matches!(x, Action::SetTimer { after, .. } if *after == Duration::from_secs(2))
+        ));
+        t.input(Input::Timer(Timer::Retry {
+            domain: "a".into(),
+            attempt: 3,
+        }));
+        let a = t.attempt("a", 3, AttemptEnd::Exited { code: 1 });
+        assert!(
+            has(&a, |x| matches!(
+                x,
+                Action::Conclude {
+                    last_end: AttemptEnd::Exited { code: 1 },
+                    ..
+                }
+            )),
+            "{a:?}"
+        );
+    }
+
+    #[test]
+    fn the_retry_policy_knows_which_failures_to_retry_and_how_long_to_wait() {
+        let p = RetryPolicy {
+            retries: 3,
+            backoff: Duration::from_secs(5),
+            rate_limit_backoff: Duration::from_secs(60),
+            max_delay: Duration::from_secs(100),
+        };
+        let failed = |failure| AttemptEnd::AgentFailed {
+            failure,
+            code: Some(1),
+            message: "x".into(),
+        };
+        assert_eq!(p.next(1, 1, &AttemptEnd::Exited { code: 0 }), None);
+        assert_eq!(
+            p.next(1, 1, &AttemptEnd::Exited { code: 2 }),
+            Some(Duration::from_secs(5))
+        );
+        assert_eq!(
+            p.next(2, 1, &failed(AgentFailure::RateLimit)),
+            Some(Duration::from_secs(100)),
+            "capped"
+        );
+        assert_eq!(p.next(1, 1, &failed(AgentFailure::Auth)), None);
+        assert_eq!(
+            p.next(1, 1, &AttemptEnd::Cancelled { reason: "x".into() }),
+            None
+        );
+        assert_eq!(p.next(4, 1, &AttemptEnd::TimedOut), None, "out of retries");
+        // Attempts of an earlier run (resume) do not count against this run's retries.
+        assert!(p.next(4, 3, &AttemptEnd::TimedOut).is_some());
+    }
+
+    #[test]
+    fn fail_fast_cancels_the_run_and_ends_a_domain_waiting_to_retry() {
+        let mut opts = options(3);
+        opts.fail_fast = true;
+        let domains = [
+            dom("a", ""),
+            dom("b", ""),
+            dom("c", ""),
+            dom("d", "depends_on: [c]"),
+        ];
+        let mut t = T::new(dispatcher(&domains, "", opts, Mode::Run));
+        t.input(Input::Begin);
+        t.launch("a");
+        t.launch("b");
+        // b fails once and waits for its retry.
+        t.attempt("b", 1, AttemptEnd::Exited { code: 1 });
+        t.launch("c");
+        t.attempt("a", 1, AttemptEnd::Exited { code: 1 });
+        t.input(Input::Timer(Timer::Retry {
+            domain: "a".into(),
+            attempt: 2,
+        }));
+        let a = t.attempt("a", 2, AttemptEnd::Exited { code: 1 });
+        t.input(Input::Timer(Timer::Retry {
+            domain: "a".into(),
+            attempt: 3,
+        }));
+        let a2 = t.attempt("a", 3, AttemptEnd::Exited { code: 1 });
+        assert!(
+            has(&a2, |x| matches!(x, Action::Conclude { .. })),
+            "{a:?} {a2:?}"
+        );
+        let a = t.concluded("a", DomainStatus::Failed);
+        assert!(
+            has(
+                &a,
+                |x| matches!(x, Action::Cancel { domain: None, cancel } if cancel.reason.contains("fail-fast") && !cancel.interrupt)
+            ),
+            "{a:?}"
+        );
+        // b was waiting for its retry: it concludes as cancelled at once, no new attempt.
+        assert!(
+            has(
+                &a,
+                |x| matches!(x, Action::Conclude { domain, last_end: AttemptEnd::Cancelled { .. }, .. } if domain == "b")
+            ),
+            "{a:?}"
+        );
+        let a = t.input(Input::Timer(Timer::Retry {
+            domain: "b".into(),
+            attempt: 2,
+        }));
+        assert!(a.is_empty(), "a stale retry timer does nothing: {a:?}");
+        assert!(starts(&a).is_empty());
+    }
+
+    #[test]
+    fn the_deadline_cancels_and_what_never_started_is_accounted_for() {
+        let mut opts = options(1);
+        opts.deadline_ms = Some(60_000);
+        let domains = [dom("a", ""), dom("b", "")];
+        let mut t = T::new(dispatcher(&domains, "", opts, Mode::Run));
+        let a = t.input(Input::Begin);
+        assert!(has(
+            &a,
+            |x| matches!(x, Action::SetTimer { timer: Timer::Deadline, after } if *after == Duration::from_secs(60))
+        ));
+        t.launch("a");
+        let a = t.input(Input::Timer(Timer::Deadline));
+        assert!(has(
+            &a,
+            |x| matches!(x, Action::Cancel { domain: None, cancel } if cancel.reason.contains("deadline"))
+        ));
+        t.attempt(
+            "a",
+            1,
+            AttemptEnd::Cancelled {
+                reason: "deadline".into(),
+            },
+        );
+        let a = t.concluded("a", DomainStatus::Cancelled);
+        assert_eq!(
+            t.status("b"),
+            DomainStatus::Cancelled,
+            "never started: {a:?}"
+        );
+        // What finished is still merged and landed: cancellation is not an interrupt.
+        assert!(
+            has(&a, |x| matches!(x, Action::PredictConflicts { .. })
+                || matches!(x, Action::TakeLandLock)),
+            "{a:?}"
+        );
+    }
+
+    #[test]
+    fn a_first_signal_stops_gracefully_a_second_at_once_and_nothing_lands() {
+        let domains = [dom("a", ""), dom("b", "")];
+        let mut t = T::new(dispatcher(&domains, "", options(1), Mode::Run));
+        t.input(Input::Begin);
+        t.launch("a");
+        let a = t.input(Input::Signal {
+            name: "SIGINT".into(),
+        });
+        assert!(has(
+            &a,
+            |x| matches!(x, Action::Cancel { domain: None, cancel } if cancel.interrupt && !cancel.immediate)
+        ));
+        assert!(
+            events(&a)
+                .iter()
+                .any(|e| matches!(e, FarmEvent::Interrupted { .. }))
+        );
+        let a = t.input(Input::Signal {
+            name: "SIGINT".into(),
+        });
+        assert!(
+            has(
+                &a,
+                |x| matches!(x, Action::Cancel { cancel, .. } if cancel.immediate)
+            ),
+            "{a:?}"
+        );
+        t.attempt("a", 1, AttemptEnd::Cancelled { reason: "i".into() });
+        let a = t.concluded("a", DomainStatus::Cancelled);
+        assert!(
+            has(&a, |x| matches!(
+                x,
+                Action::Cleanup {
+                    remove_worktrees: true
+                }
+            )),
+            "straight to cleanup, worktrees removed, nothing merged: {a:?}"
+        );
+        assert!(!has(&a, |x| matches!(
+            x,
+            Action::Merge { .. } | Action::TakeLandLock
+        )));
+        let a = t.input(Input::Cleaned(vec![]));
+        assert_eq!(a, vec![Action::Finish]);
+        assert!(t.d.done());
+    }
+
+    #[test]
+    fn merges_happen_one_at_a_time_in_merge_order() {
+        let mut opts = options(3);
+        opts.no_merge = false;
+        let domains = [dom("a", ""), dom("b", ""), dom("c", "")];
+        let mut t = T::new(dispatcher(&domains, "", opts, Mode::Run));
+        t.input(Input::Begin);
+        for d in ["a", "b", "c"] {
+            t.launch(d);
+        }
+        for d in ["c", "a"] {
+            t.attempt(d, 1, AttemptEnd::Exited { code: 0 });
+        }
+        let a = t.concluded("c", DomainStatus::Succeeded);
+        assert!(has(
+            &a,
+            |x| matches!(x, Action::Merge { domain, .. } if domain == "c")
+        ));
+        let a = t.concluded("a", DomainStatus::Succeeded);
+        assert!(
+            !has(&a, |x| matches!(x, Action::Merge { .. })),
+            "c's merge is in flight: {a:?}"
+        );
+        let a = t.input(Input::MergeDone {
+            domain: "c".into(),
+            result: Ok(MergeOutcome::UpToDate),
+        });
+        assert!(
+            has(
+                &a,
+                |x| matches!(x, Action::Merge { domain, .. } if domain == "a")
+            ),
+            "{a:?}"
+        );
+    }
+
+    #[test]
+    fn what_follows_each_kind_of_effect_failure() {
+        // The start point cannot be computed: skipped, with its dependents.
+        let domains = [dom("a", ""), dom("b", "depends_on: [a]")];
+        let mut t = T::new(dispatcher(&domains, "", options(2), Mode::Run));
+        t.input(Input::Begin);
+        t.input(Input::StartComputed {
+            domain: "a".into(),
+            result: Err("integration branch is missing".into()),
+        });
+        assert_eq!(t.status("a"), DomainStatus::Skipped);
+        assert_eq!(t.status("b"), DomainStatus::Skipped);
+
+        // Preparing failed (worktree, setup): the domain fails, no attempt starts.
+        let mut t = T::new(dispatcher(&[dom("a", "")], "", options(1), Mode::Run));
+        t.input(Input::Begin);
+        t.input(Input::StartComputed {
+            domain: "a".into(),
+            result: Ok(A.into()),
+        });
+        let a = t.msg(
+            "a",
+            DomainMsg::Prepared(Err((DomainStatus::Failed, "worktree: boom".into()))),
+        );
+        assert!(!has(&a, |x| matches!(x, Action::Attempt { .. })));
+        assert_eq!(t.status("a"), DomainStatus::Failed);
+
+        // The commit after an attempt failed: the domain fails, the work stays in the worktree.
+        let mut t = T::new(dispatcher(&[dom("a", "")], "", options(1), Mode::Run));
+        t.input(Input::Begin);
+        t.launch("a");
+        t.msg(
+            "a",
+            DomainMsg::AttemptDone {
+                attempt: 1,
+                end: AttemptEnd::Exited { code: 0 },
+                refused: 0,
+                commit_error: Some("index locked".into()),
+            },
+        );
+        assert_eq!(t.status("a"), DomainStatus::Failed);
+        let reason = t.d.record().domain("a").unwrap().reason.clone().unwrap();
+        assert!(reason.contains("commit failed: index locked"), "{reason}");
+
+        // A domain task that died: failed, and the run goes on.
+        let mut t = T::new(dispatcher(&[dom("a", "")], "", options(1), Mode::Run));
+        t.input(Input::Begin);
+        t.launch("a");
+        t.msg("a", DomainMsg::Died("panic".into()));
+        assert_eq!(t.status("a"), DomainStatus::Failed);
+
+        // A merge error: a warning, the domain stays succeeded (not merged), and the run lands
+        // what was merged.
+        let domains = [dom("a", ""), dom("b", "depends_on: [a]")];
+        let mut t = T::new(dispatcher(&domains, "", options(2), Mode::Run));
+        t.input(Input::Begin);
+        t.launch("a");
+        t.attempt("a", 1, AttemptEnd::Exited { code: 0 });
+        t.concluded("a", DomainStatus::Succeeded);
+        let a = t.input(Input::MergeDone {
+            domain: "a".into(),
+            result: Err("cannot lock ref".into()),
+        });
+        assert_eq!(t.status("a"), DomainStatus::Succeeded);
+        assert!(events(&a).iter().any(
+            |e| matches!(e, FarmEvent::Warning { message, .. } if message.contains("merge failed"))
+        ));
+
+        // A conflict: the domain is conflicted and its dependents are skipped.
+        let domains = [dom("a", ""), dom("b", "depends_on: [a]")];
+        let mut t = T::new(dispatcher(&domains, "", options(2), Mode::Run));
+        t.input(Input::Begin);
+        t.launch("a");
+        t.attempt("a", 1, AttemptEnd::Exited { code: 0 });
+        t.concluded("a", DomainStatus::Succeeded);
+        t.input(Input::MergeDone {
+            domain: "a".into(),
+            result: Ok(MergeOutcome::Conflict(vec!["x".into()])),
+        });
+        assert_eq!(t.status("a"), DomainStatus::Conflicted);
+        assert_eq!(t.status("b"), DomainStatus::Skipped);
+    }
+
+    /// Drive a one-domain run to the landing stage.
+    fn to_landing(verify: bool) -> T {
+        let extra = if verify { "verify: make test\n" } else { "" };
+        let mut t = T::new(dispatcher(&[dom("a", "")], extra, options(1), Mode::Run));
+        t.input(Input::Begin);
+        let a = t.succeed("a");
+        assert!(has(&a, |x| matches!(x, Action::TakeLandLock)), "{a:?}");
+        let a = t.input(Input::LandLock(Ok(())));
+        assert_eq!(a, vec![Action::PlanLanding]);
+        t
+    }
+
+    fn planned_move(t: &mut T) -> Vec<Action> {
+        t.input(Input::LandingPlanned(Ok(Some((
+            A.into(),
+            LandPlan::Move {
+                old: Some("c".repeat(40).parse().unwrap()),
+                commit: A.parse().unwrap(),
+                fast_forward: true,
+            },
+        )))))
+    }
+
+    #[test]
+    fn verify_runs_on_the_commit_that_lands_and_a_failure_lands_nothing() {
+        let mut t = to_landing(true);
+        let a = planned_move(&mut t);
+        assert!(has(
+            &a,
+            |x| matches!(x, Action::Verify { commit } if commit == A)
+        ));
+        let a = t.input(Input::Verified {
+            passed: false,
+            end: AttemptEnd::Exited { code: 2 },
+            duration_ms: 5,
+            log: "/log".into(),
+            setup_error: None,
+        });
+        assert!(!has(&a, |x| matches!(x, Action::Land { .. })));
+        assert!(has(&a, |x| matches!(x, Action::Cleanup { .. })));
+        let land = t.d.record().land.clone().unwrap();
+        assert!(!land.landed && land.reason.unwrap().contains("verify `make test` failed"));
+        assert_eq!(
+            crate::report::exit_code(t.d.record()),
+            crate::error::exit::VERIFY_FAILED
+        );
+    }
+
+    #[test]
+    fn a_verify_that_could_not_start_is_not_reported_as_failed() {
+        let mut t = to_landing(true);
+        planned_move(&mut t);
+        t.input(Input::Verified {
+            passed: false,
+            end: AttemptEnd::SpawnFailed {
+                message: "x".into(),
+            },
+            duration_ms: 0,
+            log: "/log".into(),
+            setup_error: Some("cannot lock ref".into()),
+        });
+        let reason = t.d.record().land.clone().unwrap().reason.unwrap();
+        assert!(reason.contains("verify did not run"), "{reason}");
+    }
+
+    #[test]
+    fn landing_outcomes_are_reported_and_always_cleaned_up() {
+        let mut t = to_landing(false);
+        let a = planned_move(&mut t);
+        assert!(
+            has(
+                &a,
+                |x| matches!(x, Action::Land { new, fast_forward: true, .. } if new == A)
+            ),
+            "{a:?}"
+        );
+        let a = t.input(Input::LandDone(Ok(LandOutcome::Locked {
+            what: ".git/refs/heads/main.lock".into(),
+        })));
+        assert!(has(&a, |x| matches!(
+            x,
+            Action::Cleanup {
+                remove_worktrees: true
+            }
+        )));
+        let land = t.d.record().land.clone().unwrap();
+        assert!(
+            !land.landed
+                && land
+                    .reason
+                    .unwrap()
+                    .contains("locked by another git process")
+        );
+        assert!(land.command.is_some());
+
+        let mut t = to_landing(false);
+        planned_move(&mut t);
+        t.input(Input::LandDone(Ok(LandOutcome::Landed)));
+        let land = t.d.record().land.clone().unwrap();
+        assert!(land.landed && land.commit.as_deref() == Some(A));
+        assert_eq!(crate::report::exit_code(t.d.record()), 0);
+
+        // Another run holds the landing lock and it cannot be taken: not landed, cleaned up.
+        let mut t = T::new(dispatcher(&[dom("a", "")], "", options(1), Mode::Run));
+        t.input(Input::Begin);
+        t.succeed("a");
+        let a = t.input(Input::LandLock(Err("permission denied".into())));
+        assert!(has(&a, |x| matches!(x, Action::Cleanup { .. })));
+        assert_eq!(
+            crate::report::exit_code(t.d.record()),
+            crate::error::exit::NOT_LANDED
+        );
+    }
+
+    #[test]
+    fn an_interrupt_while_waiting_for_the_landing_lock_stops_waiting() {
+        let mut t = T::new(dispatcher(&[dom("a", "")], "", options(1), Mode::Run));
+        t.input(Input::Begin);
+        t.succeed("a");
+        let a = t.input(Input::Signal {
+            name: "SIGTERM".into(),
+        });
+        assert!(
+            has(&a, |x| matches!(
+                x,
+                Action::Cleanup {
+                    remove_worktrees: true
+                }
+            )),
+            "{a:?}"
+        );
+        // The lock arriving afterwards changes nothing.
+        assert!(t.input(Input::LandLock(Ok(()))).is_empty());
+    }
+
+    #[test]
+    fn resume_recovers_first_then_runs_what_is_unfinished() {
+        let domains = [dom("a", ""), dom("b", "")];
+        let mut d = dispatcher(
+            &domains,
+            "",
+            options(2),
+            Mode::Resume {
+                retry_failed: false,
+            },
+        );
+        // a succeeded and was merged before the crash; b was running.
+        d.publish(
+            1,
+            FarmEvent::DomainPreparing {
+                domain: "a".into(),
+                start_commit: A.into(),
+            },
+        );
+        d.publish(
+            2,
+            FarmEvent::Merged {
+                domain: "a".into(),
+                commit: None,
+            },
+        );
+        d.publish(
+            3,
+            FarmEvent::DomainPreparing {
+                domain: "b".into(),
+                start_commit: A.into(),
+            },
+        );
+        let mut t = T::new(d);
+        let a = t.input(Input::Begin);
+        assert_eq!(
+            a,
+            vec![Action::Recover {
+                reset_blocked: vec![]
+            }]
+        );
+        let a = t.input(Input::Recovered(vec![]));
+        assert!(
+            events(&a)
+                .iter()
+                .any(|e| matches!(e, FarmEvent::DomainReset { domain, .. } if domain == "b"))
+        );
+        assert_eq!(starts(&a), vec!["b"]);
+        // It keeps its start point and its branch: the prepare step reuses them.
+        let a = t.input(Input::StartComputed {
+            domain: "b".into(),
+            result: Ok(A.into()),
+        });
+        assert!(
+            has(&a, |x| matches!(x, Action::Prepare { resume: true, .. })),
+            "{a:?}"
+        );
+    }
+
+    #[test]
+    fn merge_mode_goes_straight_to_merging() {
+        let mut d = dispatcher(&[dom("a", "")], "", options(1), Mode::Merge);
+        d.publish(
+            1,
+            FarmEvent::DomainFinished {
+                domain: "a".into(),
+                status: DomainStatus::Succeeded,
+                reason: None,
+                head: Some(A.into()),
+                files: vec![],
+                insertions: 0,
+                deletions: 0,
+            },
+        );
+        let mut t = T::new(d);
+        let a = t.input(Input::Begin);
+        assert!(
+            has(
+                &a,
+                |x| matches!(x, Action::PredictConflicts { candidates } if candidates.len() == 1)
+            ),
+            "{a:?}"
+        );
+        let a = t.input(Input::Predicted(Ok(vec![])));
+        assert!(has(
+            &a,
+            |x| matches!(x, Action::Merge { domain, .. } if domain == "a")
+        ));
+    }
+
+    #[test]
+    fn a_live_violation_with_stop_on_violation_stops_only_that_domain() {
+        let extra = "ownership:\n  stop_on_violation: true\n";
+        let domains = [dom("a", ""), dom("b", "")];
+        let mut t = T::new(dispatcher(&domains, extra, options(2), Mode::Run));
+        t.input(Input::Begin);
+        t.launch("a");
+        t.launch("b");
+        t.msg(
+            "a",
+            DomainMsg::Observed(FarmEvent::AgentStarted {
+                domain: "a".into(),
+                attempt: 1,
+                pid: 7,
+                spawned_ms: t.now,
+            }),
+        );
+        let at = t.now + 1;
+        let a = t.input(Input::Changes(vec![Change {
+            domain: "a".into(),
+            path: "b/intrusion.txt".into(),
+            kind: ChangeKind::Created,
+            at_ms: at,
+        }]));
+        assert!(
+            has(
+                &a,
+                |x| matches!(x, Action::Cancel { domain: Some(d), .. } if d == "a")
+            ),
+            "{a:?}"
+        );
+        assert!(!has(&a, |x| matches!(
+            x,
+            Action::Cancel { domain: None, .. }
+        )));
+        // A stopped domain is not retried.
+        let a = t.msg(
+            "a",
+            DomainMsg::AttemptDone {
+                attempt: 1,
+                end: AttemptEnd::Cancelled {
+                    reason: "stopped".into(),
+                },
+                refused: 0,
+                commit_error: None,
+            },
+        );
+        assert!(has(&a, |x| matches!(x, Action::Conclude { .. })));
+    }
+}

@@ -811,3 +811,48 @@ pub fn recover_dead_runs(common_dir: &Path) -> Vec<(String, String)> {
     }
     out
 }
+
+/// Runs that left something in git (a branch `farm/<run>/…`, a ref `refs/farm/<run>/…`, a
+/// worktree entry `farm-<run>-…`) but have no run record — a record deleted by hand, or a run
+/// from before records were written first. Blocking.
+pub fn orphan_runs(repo_dir: &Path, common_dir: &Path) -> Vec<String> {
+    let recorded = crate::record::list_runs(common_dir);
+    let mut found = std::collections::BTreeSet::new();
+    if let Ok(repo) = git::open(repo_dir) {
+        for b in git::branches_with_prefix(&repo, "farm/").unwrap_or_default() {
+            if let Some(r) = crate::names::run_of_branch(&b) {
+                found.insert(r.to_string());
+            }
+        }
+        if let Ok(refs) = repo.references_glob("refs/farm/*") {
+            for r in refs.flatten() {
+                if let Some(id) = r
+                    .name()
+                    .ok()
+                    .and_then(|n| n.strip_prefix("refs/farm/"))
+                    .and_then(|n| n.split('/').next())
+                {
+                    found.insert(id.to_string());
+                }
+            }
+        }
+    }
+    // Run ids are `YYYYMMDD-HHMMSS-xxxx`: a worktree entry `farm-<id>-<domain>` names its run.
+    for e in std::fs::read_dir(common_dir.join("worktrees"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if let Some(rest) = name.strip_prefix("farm-")
+            && rest.len() > 20
+            && rest.as_bytes()[20] == b'-'
+        {
+            found.insert(rest[..20].to_string());
+        }
+    }
+    found
+        .into_iter()
+        .filter(|id| !recorded.contains(id))
+        .collect()
+}
