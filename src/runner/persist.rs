@@ -34,6 +34,18 @@ fn write_atomic(path: &std::path::Path, json: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
+fn ends_mid_line(f: &mut std::fs::File) -> std::io::Result<bool> {
+    use std::io::{Read, Seek, SeekFrom};
+    let len = f.metadata()?.len();
+    if len == 0 {
+        return Ok(false);
+    }
+    f.seek(SeekFrom::Start(len - 1))?;
+    let mut last = [0u8; 1];
+    f.read_exact(&mut last)?;
+    Ok(last[0] != b'\n')
+}
+
 impl Persister {
     pub fn start(events_path: PathBuf) -> std::io::Result<Persister> {
         if let Some(p) = events_path.parent() {
@@ -42,7 +54,13 @@ impl Persister {
         let mut log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
+            .read(true)
             .open(&events_path)?;
+        // A process killed mid-line left a torn last line: end it, so that the next event starts
+        // a line of its own (readers skip the torn one).
+        if ends_mid_line(&mut log)? {
+            log.write_all(b"\n")?;
+        }
         let (tx, rx) = mpsc::channel::<Msg>();
         let error = std::sync::Arc::new(std::sync::Mutex::new(None::<String>));
         let failed = error.clone();
@@ -68,7 +86,10 @@ impl Persister {
                     for m in batch {
                         match m {
                             Msg::Line(l) => {
-                                if let Err(e) = writeln!(log, "{l}") {
+                                // One write per line: a kill never glues two events.
+                                let mut buf = l.into_bytes();
+                                buf.push(b'\n');
+                                if let Err(e) = log.write_all(&buf) {
                                     fail(format!("cannot append to the event log: {e}"));
                                 }
                             }
@@ -148,5 +169,26 @@ impl Drop for Persister {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_torn_last_line_is_ended_before_the_next_event() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.jsonl");
+        std::fs::write(&path, "{\"event\":\"a\"}\n{\"event\":\"b\",\"tor").unwrap();
+        let p = Persister::start(path.clone()).unwrap();
+        p.line("{\"event\":\"c\"}".into());
+        p.flush();
+        drop(p);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        assert_eq!(lines[2], "{\"event\":\"c\"}");
+        assert!(text.ends_with('\n'));
     }
 }
