@@ -259,15 +259,15 @@ pub struct RunRecord {
 }
 
 pub fn branch_name(run_id: &str, domain: &str) -> String {
-    format!("farm/{run_id}/{domain}")
+    crate::names::RunNames::new(run_id).branch(domain)
 }
 
 pub fn integration_branch(run_id: &str) -> String {
-    format!("farm/{run_id}/integration")
+    crate::names::RunNames::new(run_id).integration()
 }
 
 pub fn worktree_admin(run_id: &str, domain: &str) -> String {
-    format!("farm-{run_id}-{domain}")
+    crate::names::RunNames::new(run_id).worktree_admin(domain)
 }
 
 impl RunRecord {
@@ -294,7 +294,8 @@ impl RunRecord {
                         status: DomainStatus::Pending,
                         reason: None,
                         branch: branch_name(&run_id, &d.name),
-                        worktree: worktree_root.join(&run_id).join(&d.name),
+                        worktree: crate::names::RunNames::new(run_id.as_str())
+                            .worktree(&worktree_root, &d.name),
                         worktree_admin: worktree_admin(&run_id, &d.name),
                         worktree_created: false,
                         worktree_removed: false,

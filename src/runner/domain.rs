@@ -606,7 +606,7 @@ async fn apply_policy(
             ),
         ),
         Policy::Revert if succeeded => {
-            let keep = format!("refs/farm/{}/{}/dropped", job.run_id, name);
+            let keep = job.names.dropped_ref(&name);
             let patch = job.paths.domain_file(&name, "dropped.patch");
             let paths: Vec<String> = findings.iter().flat_map(|f| f.revert.clone()).collect();
             let (wt, branch, start, msg) = (

@@ -394,7 +394,7 @@ pub fn cleanup_run(
     }
     // Refs agent-farm keeps under refs/farm/<run>/: commits an agent made off its branch,
     // changes dropped by the revert policy.
-    let prefix = format!("refs/farm/{}/", rec.run_id);
+    let prefix = crate::names::RunNames::new(rec.run_id.clone()).hidden_prefix();
     let kept_refs: Vec<(String, git2::Oid)> = repo
         .references_glob(&format!("{prefix}*"))
         .map(|refs| {
@@ -560,7 +560,7 @@ pub fn reset_blocked(rec: &RunRecord, domain: &str) -> Vec<FarmEvent> {
         let Some(tip) = git::branch_tip(&repo, &d.branch) else {
             return Ok(());
         };
-        let keep = format!("refs/farm/{}/{}/blocked", rec.run_id, d.name);
+        let keep = crate::names::RunNames::new(rec.run_id.clone()).blocked_ref(&d.name);
         repo.reference(&keep, tip, true, "agent-farm: blocked attempt set aside")
             .map_err(|source| git::GitError::Git {
                 context: format!("cannot create {keep}"),
@@ -711,7 +711,8 @@ pub fn cleanup_without_record(
             return out;
         }
     };
-    let prefix = format!("farm-{run_id}-");
+    let names = crate::names::RunNames::new(run_id);
+    let prefix = names.admin_prefix();
     let admins: Vec<String> = repo
         .worktrees()
         .map(|w| w.iter().flatten().flatten().map(str::to_owned).collect())
@@ -739,13 +740,13 @@ pub fn cleanup_without_record(
     }
     let into_tip = git::branch_tip(&repo, into);
     let merged = |tip: git2::Oid| into_tip.is_some_and(|i| git::is_merged(&repo, tip, i));
-    let branches = git::branches_with_prefix(&repo, &format!("farm/{run_id}/")).unwrap_or_default();
+    let branches = git::branches_with_prefix(&repo, &names.branch_prefix()).unwrap_or_default();
     let mut refs: Vec<(String, git2::Oid)> = branches
         .iter()
         .filter_map(|b| Some((format!("refs/heads/{b}"), git::branch_tip(&repo, b)?)))
         .collect();
     refs.extend(
-        repo.references_glob(&format!("refs/farm/{run_id}/*"))
+        repo.references_glob(&format!("{}*", names.hidden_prefix()))
             .map(|r| {
                 r.flatten()
                     .filter_map(|r| Some((r.name().ok()?.to_owned(), r.target()?)))
