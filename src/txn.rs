@@ -207,6 +207,28 @@ fn differing_from(wrepo: &Repository, commit: Oid, paths: &[String]) -> Result<V
     Ok(out)
 }
 
+/// Whether the file at `path` holds a proper prefix of its content in one of `commits`: a write
+/// cut short by a kill (git writes a file from its start, in place).
+fn cut_short(wrepo: &Repository, workdir: &Path, commits: &[Oid], path: &str) -> bool {
+    let Ok(meta) = std::fs::symlink_metadata(workdir.join(path)) else {
+        return false;
+    };
+    if !meta.is_file() {
+        return false;
+    }
+    let Ok(have) = std::fs::read(workdir.join(path)) else {
+        return false;
+    };
+    commits.iter().any(|c| {
+        wrepo
+            .find_commit(*c)
+            .and_then(|c| c.tree())
+            .and_then(|t| t.get_path(Path::new(path)))
+            .and_then(|e| wrepo.find_blob(e.id()))
+            .is_ok_and(|b| have.len() < b.content().len() && b.content().starts_with(&have))
+    })
+}
+
 /// The index of a checkout staged for `target` on `paths`, held in its (owned) lock.
 struct StagedIndex {
     lock: OwnedLock,
@@ -610,9 +632,13 @@ pub fn recover_land(repo: &Repository, effect: &Effect) -> Result<LandRecovery> 
                 None => paths.clone(),
             };
             let not_new = differing_from(&wrepo, new, paths)?;
+            // A file the dead process was writing when it died holds the start of what it was
+            // writing: that is ours to finish or undo, not a change someone made since.
+            let commits: Vec<Oid> = old.into_iter().chain([new]).collect();
             left_alone = not_old
                 .into_iter()
                 .filter(|p| not_new.contains(p))
+                .filter(|p| !cut_short(&wrepo, &co.workdir, &commits, p))
                 .collect();
             if index_ours {
                 locks_removed.extend(remove_own_lock(&index, index_stage));

@@ -296,3 +296,21 @@ fn clean_all_finds_runs_without_a_record() {
     assert_eq!(repo.worktrees().len(), 1, "{:?}", repo.worktrees());
     assert_eq!(git_locks(&repo), Vec::<String>::new());
 }
+
+/// A file the dead process was writing when it was killed holds the start of its content: it is
+/// the landing's to undo (not a change of the user's), and the checkout ends exactly as before.
+#[test]
+fn a_file_cut_short_mid_write_is_undone_with_the_rest() {
+    let repo = setup();
+    let before = repo.git(&["rev-parse", "main"]);
+    kill_at(&repo, "land.files-written");
+    // As if the kill had hit in the middle of writing these: new and modified files.
+    let new_file = repo.root.join("src/api/users.rs");
+    let text = std::fs::read(&new_file).unwrap();
+    std::fs::write(&new_file, &text[..text.len() / 2]).unwrap();
+    std::fs::write(repo.root.join("docs/index.md"), "").unwrap();
+    repo.farm(&["clean"]).expect(0);
+    assert_eq!(repo.git(&["rev-parse", "main"]), before);
+    assert_checkout_consistent(&repo, "after a write cut short, then clean");
+    assert_eq!(git_locks(&repo), Vec::<String>::new());
+}
