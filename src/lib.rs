@@ -1,8 +1,9 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 //! agent-farm: run a team of AI coding agents in parallel on one git repository.
 //!
-//! The pure core ([`plan`], [`ownership`], [`report`], [`record`]'s fold over [`events`]) is kept
-//! apart from the effectful shell ([`git`], [`runner`], [`cli`]).
+//! The pure core ([`vocab`], [`plan`], [`ownership`], [`report`], [`record`]'s fold over [`events`])
+//! is kept apart from the effectful shell ([`git`], [`runner`], [`cli`]). [`vocab`] is the leaf every
+//! module may use: the names of statuses, phases and failure kinds.
 
 pub mod cli;
 pub mod error;
@@ -22,4 +23,5 @@ pub mod runner;
 pub mod session;
 pub mod sim;
 pub mod txn;
+pub mod vocab;
 pub mod watch;

@@ -21,8 +21,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::events::{AgentUsage, AttemptEnd, Denial, DomainStatus, FarmEvent, Timed, Violation};
+use crate::events::{FarmEvent, Timed};
 use crate::plan::Plan;
+pub use crate::vocab::Phase;
+use crate::vocab::{AgentUsage, AttemptEnd, Denial, DomainStatus, Violation};
 
 pub const RECORD_VERSION: u32 = 1;
 
@@ -74,18 +76,6 @@ impl RunPaths {
     pub fn result(&self, domain: &str) -> PathBuf {
         self.domain_file(domain, "result.json")
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Phase {
-    Running,
-    Merging,
-    Verifying,
-    Landing,
-    Cleaning,
-    Finished,
-    Interrupted,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -539,7 +529,7 @@ impl RunRecord {
                 }
             }
             VerifyStarted { commit } => {
-                self.phase = crate::record::Phase::Verifying;
+                self.phase = crate::vocab::Phase::Verifying;
                 self.verify = Some(VerifyRecord {
                     commit: commit.clone(),
                     passed: None,
@@ -602,10 +592,10 @@ impl RunRecord {
             }),
             Interrupted { reason } => {
                 self.interrupted = Some(reason.clone());
-                self.phase = crate::record::Phase::Interrupted;
+                self.phase = crate::vocab::Phase::Interrupted;
             }
             Phase { phase } => {
-                if self.phase != crate::record::Phase::Interrupted {
+                if self.phase != crate::vocab::Phase::Interrupted {
                     self.phase = *phase;
                 }
             }
@@ -616,7 +606,7 @@ impl RunRecord {
                 self.finished_ms = None;
                 self.land = None;
                 self.verify = None;
-                self.phase = crate::record::Phase::Running;
+                self.phase = crate::vocab::Phase::Running;
             }
             DomainReset {
                 domain,
@@ -639,13 +629,13 @@ impl RunRecord {
                 self.finished_ms = None;
                 self.land = None;
                 self.verify = None;
-                self.phase = crate::record::Phase::Merging;
+                self.phase = crate::vocab::Phase::Merging;
             }
             RunFinished { exit_code } => {
                 self.exit_code = Some(*exit_code);
                 self.finished_ms = Some(at);
-                if self.phase != crate::record::Phase::Interrupted {
-                    self.phase = crate::record::Phase::Finished;
+                if self.phase != crate::vocab::Phase::Interrupted {
+                    self.phase = crate::vocab::Phase::Finished;
                 }
             }
         }

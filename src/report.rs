@@ -4,9 +4,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::exit;
-use crate::events::DomainStatus;
 use crate::plan::schedule;
-use crate::record::{Phase, RunRecord};
+use crate::record::RunRecord;
+use crate::vocab::{Denial, DomainStatus, Phase, Violation};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DomainRow {
@@ -31,8 +31,8 @@ pub struct DomainRow {
     pub output_tokens: u64,
     pub turns: u32,
     pub session_id: Option<String>,
-    pub denials: Vec<crate::events::Denial>,
-    pub violations: Vec<crate::events::Violation>,
+    pub denials: Vec<Denial>,
+    pub violations: Vec<Violation>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -353,7 +353,7 @@ impl Report {
                         v.change,
                         v.path,
                         v.owner.as_deref().unwrap_or("nobody"),
-                        v.detected.as_str(),
+                        v.detected.describe(),
                         v.action
                     ));
                 }

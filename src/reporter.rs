@@ -180,7 +180,7 @@ pub fn describe(ev: &FarmEvent) -> Option<String> {
                 Some(o) => format!("owned by {o}"),
                 None => "owned by no domain".to_string(),
             },
-            v.detected.as_str(),
+            v.detected.describe(),
             v.action
         ),
         Collision { path, domains } => {

@@ -2,91 +2,9 @@
 //! what the farm cares about: session, tool uses, refusals, API retries and the final result.
 //! Pure: lines in, observations out. Unknown event types and fields are ignored.
 
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// Why an agent attempt failed, as far as its own report tells.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FailureKind {
-    /// 401/403: bad or missing credentials. Never retried.
-    Auth,
-    /// 429: rate limited. Retried with backoff.
-    RateLimit,
-    /// 529: the API is overloaded. Retried with backoff.
-    Overloaded,
-    /// Another API error status.
-    Api,
-    /// The API could not be reached.
-    Connection,
-    /// The model's tool call could not be executed or parsed, or the run errored during execution.
-    ToolCall,
-    /// The agent hit its turn or budget limit.
-    Limit,
-    /// The process ended without a final result.
-    Crash,
-}
-
-impl FailureKind {
-    pub fn retryable(self) -> bool {
-        !matches!(self, FailureKind::Auth | FailureKind::Limit)
-    }
-    /// Rate limits and overload deserve a longer backoff than ordinary failures.
-    pub fn backs_off(self) -> bool {
-        matches!(self, FailureKind::RateLimit | FailureKind::Overloaded)
-    }
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FailureKind::Auth => "auth",
-            FailureKind::RateLimit => "rate-limit",
-            FailureKind::Overloaded => "overloaded",
-            FailureKind::Api => "api-error",
-            FailureKind::Connection => "connection",
-            FailureKind::ToolCall => "tool-call",
-            FailureKind::Limit => "limit",
-            FailureKind::Crash => "crash",
-        }
-    }
-}
-
-/// A tool call the CLI refused (permission rules), or a denial it listed in the result.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Denial {
-    pub tool: String,
-    pub path: Option<String>,
-    pub message: String,
-}
-
-/// Totals reported by the agent for one attempt.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct AgentUsage {
-    pub session_id: Option<String>,
-    pub model: Option<String>,
-    pub turns: u32,
-    pub tool_uses: u32,
-    pub cost_usd: f64,
-    pub input_tokens: u64,
-    pub output_tokens: u64,
-    pub cache_read_tokens: u64,
-    pub cache_creation_tokens: u64,
-    pub duration_ms: Option<u64>,
-    /// Tokens counted from the messages seen so far (live; the result's totals are exact).
-    #[serde(default)]
-    pub live_tokens: u64,
-    pub denials: Vec<Denial>,
-    pub api_retries: u32,
-    /// The final result event's verdict, when one arrived.
-    pub result: Option<ResultInfo>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ResultInfo {
-    pub subtype: String,
-    pub is_error: bool,
-    pub api_error_status: Option<u16>,
-    /// The result text, cut to 500 characters.
-    pub text: String,
-}
+pub use crate::vocab::{AgentUsage, Denial, FailureKind, ResultInfo};
 
 /// Something worth telling the rest of the farm about, as it happens.
 #[derive(Debug, Clone, PartialEq)]
