@@ -3,12 +3,24 @@
 //! Semantics (documented in README.md): patterns are relative to the repository root and use `/`
 //! separators; `*` and `?` never cross a `/`, `**` matches any number of directories; a pattern
 //! without wildcards names a file or a whole directory (`src/api` owns `src/api/**`); a trailing
-//! `/` means a directory. Pure: no git, no file system.
+//! `/` means a directory. Pure: no git, no file system. Imports nothing of ours: plans hand their
+//! domains in through [`Claim`] and [`Rules`].
 
 use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
 
-use crate::error::Problem;
-use crate::plan::Domain;
+/// What ownership needs to know of a domain: its name and the `owns` patterns it claims.
+pub trait Claim {
+    fn name(&self) -> &str;
+    fn owns(&self) -> &[String];
+}
+
+/// What ownership needs to know of a plan: its domains and its shared and ignored globs.
+pub trait Rules {
+    type Domain: Claim;
+    fn domains(&self) -> &[Self::Domain];
+    fn shared(&self) -> &[String];
+    fn ignore(&self) -> &[String];
+}
 
 /// Expand one `owns` entry into the globs it stands for.
 fn expand(pattern: &str) -> Vec<String> {
@@ -109,19 +121,19 @@ pub struct OwnershipMap {
 }
 
 impl OwnershipMap {
-    pub fn new(domains: &[Domain]) -> Result<Self, String> {
+    pub fn new(domains: &[impl Claim]) -> Result<Self, String> {
         Self::with_rules(domains, &[], &[])
     }
 
     pub fn with_rules(
-        domains: &[Domain],
+        domains: &[impl Claim],
         shared: &[String],
         ignore: &[String],
     ) -> Result<Self, String> {
         Ok(OwnershipMap {
             domains: domains
                 .iter()
-                .map(|d| Ok((d.name.clone(), Owns::new(&d.owns)?)))
+                .map(|d| Ok((d.name().to_string(), Owns::new(d.owns())?)))
                 .collect::<Result<_, String>>()?,
             shared: Owns::new(shared)?,
             ignore: Owns::new(ignore)?,
@@ -129,12 +141,8 @@ impl OwnershipMap {
         })
     }
 
-    pub fn for_plan(plan: &crate::plan::Plan) -> Result<Self, String> {
-        Self::with_rules(
-            &plan.domains,
-            &plan.ownership.shared,
-            &plan.ownership.ignore,
-        )
+    pub fn for_plan(plan: &impl Rules) -> Result<Self, String> {
+        Self::with_rules(plan.domains(), plan.shared(), plan.ignore())
     }
 
     /// Classify a change of `path` made by `domain`. Own paths win over shared and ignored.
@@ -164,17 +172,17 @@ impl OwnershipMap {
     /// Claude Code permission rules that refuse edits into other domains' paths, anchored at the
     /// worktree root (`Edit(./src/ui/**)`; a deny rule on Edit covers Write, Edit and the Bash
     /// commands whose targets the CLI can read).
-    pub fn deny_rules_for(&self, domain: &str, plan_domains: &[Domain]) -> Vec<String> {
+    pub fn deny_rules_for(&self, domain: &str, plan_domains: &[impl Claim]) -> Vec<String> {
         let mut out = Vec::new();
         // Never deny what the domain may change itself: its own paths and the shared ones.
         let allowed: Vec<String> = plan_domains
             .iter()
-            .filter(|d| d.name == domain)
-            .flat_map(|d| d.owns.iter().flat_map(|p| expand(p)))
+            .filter(|d| d.name() == domain)
+            .flat_map(|d| d.owns().iter().flat_map(|p| expand(p)))
             .chain(self.shared_globs.iter().cloned())
             .collect();
-        for d in plan_domains.iter().filter(|d| d.name != domain) {
-            for p in &d.owns {
+        for d in plan_domains.iter().filter(|d| d.name() != domain) {
+            for p in d.owns() {
                 for g in expand(p) {
                     if allowed.iter().any(|a| common_path(a, &g).is_some()) {
                         continue;
@@ -473,36 +481,41 @@ pub fn common_path(a: &str, b: &str) -> Option<String> {
     (seg_matches(a, &path) && seg_matches(b, &path)).then_some(path)
 }
 
+/// Two domains whose patterns both own some path, provably from the patterns alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Overlap {
+    /// Index of the earlier domain in the list given.
+    pub first: usize,
+    /// Index of the later domain.
+    pub second: usize,
+    /// A path both own.
+    pub example: String,
+}
+
 /// Overlaps provable from the patterns alone: one domain's pattern matches a path that another
 /// domain's pattern also matches (`src/**` and `src/api/**` both own `src/api/w`).
-pub fn pattern_overlaps(domains: &[Domain]) -> Vec<Problem> {
-    let compiled: Vec<(&Domain, Owns)> = domains
+pub fn pattern_overlaps(domains: &[impl Claim]) -> Vec<Overlap> {
+    let compiled: Vec<(usize, Vec<String>, Owns)> = domains
         .iter()
-        .filter_map(|d| Owns::new(&d.owns).ok().map(|o| (d, o)))
+        .enumerate()
+        .filter_map(|(i, d)| {
+            let globs = d.owns().iter().flat_map(|p| expand(p)).collect();
+            Owns::new(d.owns()).ok().map(|o| (i, globs, o))
+        })
         .collect();
     let mut out = Vec::new();
-    for i in 0..compiled.len() {
-        for j in i + 1..compiled.len() {
-            let (a, oa) = &compiled[i];
-            let (b, ob) = &compiled[j];
-            let globs = |d: &Domain| d.owns.iter().flat_map(|p| expand(p)).collect::<Vec<_>>();
-            let (ga, gb) = (globs(a), globs(b));
+    for (n, (a, ga, oa)) in compiled.iter().enumerate() {
+        for (b, gb, ob) in &compiled[n + 1..] {
             let example = ga
                 .iter()
                 .flat_map(|x| gb.iter().map(move |y| (x, y)))
                 .find_map(|(x, y)| common_path(x, y))
                 .filter(|w| oa.matches(w) && ob.matches(w));
-            if let Some(w) = example {
-                out.push(Problem {
-                    line: b.line,
-                    column: None,
-                    domain: Some(b.name.clone()),
-                    message: format!(
-                        "ownership overlaps with domain `{}`: both own paths like `{w}` ({} vs {})",
-                        a.name,
-                        a.owns.join(", "),
-                        b.owns.join(", ")
-                    ),
+            if let Some(example) = example {
+                out.push(Overlap {
+                    first: *a,
+                    second: *b,
+                    example,
                 });
             }
         }
@@ -541,26 +554,32 @@ mod tests {
         assert!(compile_glob("").is_err());
     }
 
-    fn dom(name: &str, owns: &[&str]) -> Domain {
-        Domain {
-            name: name.into(),
-            prompt: "p".into(),
-            prompt_file: None,
-            owns: owns.iter().map(|s| s.to_string()).collect(),
-            depends_on: vec![],
-            priority: 0,
-            timeout: None,
-            verify: None,
-            setup: vec![],
-            line: Some(1),
+    struct Dom(String, Vec<String>);
+
+    impl Claim for Dom {
+        fn name(&self) -> &str {
+            &self.0
         }
+        fn owns(&self) -> &[String] {
+            &self.1
+        }
+    }
+
+    fn dom(name: &str, owns: &[&str]) -> Dom {
+        Dom(name.into(), owns.iter().map(|s| s.to_string()).collect())
     }
 
     #[test]
     fn pattern_overlap_is_proven() {
         let p = pattern_overlaps(&[dom("all", &["src/**"]), dom("api", &["src/api/**"])]);
-        assert_eq!(p.len(), 1);
-        assert!(p[0].message.contains("`all`"), "{}", p[0].message);
+        assert_eq!(
+            p,
+            vec![Overlap {
+                first: 0,
+                second: 1,
+                example: "src/api/w".into()
+            }]
+        );
         assert!(pattern_overlaps(&[dom("a", &["src/a/**"]), dom("b", &["src/b/**"])]).is_empty());
         assert_eq!(
             pattern_overlaps(&[dom("a", &["*.md"]), dom("b", &["README.md"])]).len(),

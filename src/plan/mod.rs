@@ -29,6 +29,43 @@ pub const PERMISSION_MODES: &[&str] = &[
 /// Placeholders accepted in agent argv templates.
 pub const PLACEHOLDERS: &[&str] = &["prompt", "domain", "worktree", "run_id", "branch"];
 
+impl crate::ownership::Claim for Domain {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn owns(&self) -> &[String] {
+        &self.owns
+    }
+}
+
+impl crate::ownership::Rules for Plan {
+    type Domain = Domain;
+    fn domains(&self) -> &[Domain] {
+        &self.domains
+    }
+    fn shared(&self) -> &[String] {
+        &self.ownership.shared
+    }
+    fn ignore(&self) -> &[String] {
+        &self.ownership.ignore
+    }
+}
+
+/// Two domains own the same paths, provably from their patterns: reported at the later one.
+fn overlap_problem(a: &Domain, b: &Domain, example: &str) -> Problem {
+    Problem {
+        line: b.line,
+        column: None,
+        domain: Some(b.name.clone()),
+        message: format!(
+            "ownership overlaps with domain `{}`: both own paths like `{example}` ({} vs {})",
+            a.name,
+            a.owns.join(", "),
+            b.owns.join(", ")
+        ),
+    }
+}
+
 /// Read, parse and validate a plan file.
 pub fn load(path: &Path) -> Result<Plan, PlanError> {
     let text = std::fs::read_to_string(path).map_err(|source| PlanError::Read {
@@ -410,7 +447,11 @@ fn validate(
             message: format!("dependency cycle: {}", cycle.join(" → ")),
         });
     }
-    problems.extend(crate::ownership::pattern_overlaps(&domains));
+    problems.extend(
+        crate::ownership::pattern_overlaps(&domains)
+            .into_iter()
+            .map(|o| overlap_problem(&domains[o.first], &domains[o.second], &o.example)),
+    );
     if !problems.is_empty() {
         return Err(problems);
     }
