@@ -1,9 +1,18 @@
 //! Exit codes and the typed errors that map onto them.
 //!
 //! Every way agent-farm can end has exactly one documented exit code (README.md, "Exit codes").
-//! Library code returns typed errors; `main` maps them here and nowhere else.
+//! Library code returns typed errors of its own (`git::GitError`, `git::DiscoverError`,
+//! `lock::LockError`, …); `main` maps them to exit codes here and nowhere else.
+//!
+//! One rule for every error type: its message says what failed, on what, and why, naming the
+//! underlying cause (an I/O or git error) once, as part of the message. No error also returns that
+//! cause from `source()`: `main` prints the whole chain joined by ": ", and a cause both shown and
+//! returned would be printed twice. (Errors are put into event messages with `{e}` in many places;
+//! with the cause in the message, none of them loses it.)
 
 use std::path::PathBuf;
+
+use crate::vocab::DomainStatus;
 
 /// The documented exit codes. When several outcomes apply to one run, the highest code wins.
 pub mod exit {
@@ -43,17 +52,23 @@ pub struct Problem {
 /// Errors that make a plan unusable. All map to [`exit::INVALID_PLAN`].
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
-    #[error("cannot read plan {path}: {source}")]
+    #[error("cannot read plan {path}: {error}{}", read_hint(error))]
     Read {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{}", render_problems(path, problems))]
     Invalid {
         path: PathBuf,
         problems: Vec<Problem>,
     },
+}
+
+fn read_hint(error: &std::io::Error) -> &'static str {
+    match error.kind() {
+        std::io::ErrorKind::NotFound => "; write one with `agent-farm init`, or give its path",
+        _ => "",
+    }
 }
 
 fn render_problems(path: &std::path::Path, problems: &[Problem]) -> String {
@@ -82,13 +97,11 @@ fn render_problems(path: &std::path::Path, problems: &[Problem]) -> String {
     out
 }
 
-/// Errors found before anything is created. All map to [`exit::PREFLIGHT`].
+/// Errors found before anything is created (or, for commands on a recorded run, before the
+/// run is touched). All map to [`exit::PREFLIGHT`], as do `git::DiscoverError` and
+/// `lock::LockError`.
 #[derive(Debug, thiserror::Error)]
 pub enum PreflightError {
-    #[error("not inside a git repository ({path}): {message}")]
-    NotARepo { path: PathBuf, message: String },
-    #[error("the repository is bare; agent-farm needs a working tree")]
-    BareRepo,
     #[error("base `{base}` does not name a branch or commit in this repository")]
     BaseNotFound { base: String },
     #[error("cannot determine the base: HEAD is detached or unborn; set `base:` in the plan")]
@@ -97,47 +110,122 @@ pub enum PreflightError {
         "`into` branch `{into}` does not exist and base `{base}` is not a branch to create it from"
     )]
     IntoInvalid { into: String, base: String },
+    #[error("`into` is not a valid branch name: {into}")]
+    IntoNotABranchName { into: String },
     #[error(
         "agent program `{program}` not found on PATH (or not executable); install it, or set `agent.program` / `agent.command` in the plan, or pass --agent-program"
     )]
     AgentNotFound { program: String },
+    #[error("--agent custom needs `agent.command` in the plan")]
+    CustomAgentNeedsCommand,
     #[error("worktree root {path} cannot be used: {message}")]
     WorktreeRoot { path: PathBuf, message: String },
     #[error("file to copy into worktrees not found: {path} (listed in `prepare.copy`)")]
     CopyMissing { path: PathBuf },
-    #[error("run `{run_id}` is in use by process {pid} (lock {path}); wait for it to finish")]
-    Locked {
-        run_id: String,
-        pid: u32,
-        path: PathBuf,
-    },
     #[error("run `{run_id}` not found (looked in {dir})")]
     RunNotFound { run_id: String, dir: PathBuf },
+    #[error("`{prefix}` matches several runs: {}; give more of the run id", runs.join(", "))]
+    AmbiguousRun { prefix: String, runs: Vec<String> },
     #[error("no runs recorded in this repository yet (looked in {dir})")]
     NoRuns { dir: PathBuf },
-    #[error("`{prefix}` matches several runs: {}", runs.join(", "))]
-    AmbiguousRun { prefix: String, runs: Vec<String> },
     #[error(
         "run {run_id} is not finished: domain `{domain}` is {status}; continue it with `agent-farm resume {run_id}`"
     )]
     RunNotFinished {
         run_id: String,
         domain: String,
-        status: String,
+        status: DomainStatus,
     },
-    #[error("{0}")]
-    Other(String),
+    #[error("run {run_id} is still running (pid {pid}); wait for it or stop it first")]
+    RunStillRunning { run_id: String, pid: u32 },
+    #[error("run {run_id} has no domain `{domain}` (domains: {})", domains.join(", "))]
+    NoSuchDomain {
+        run_id: String,
+        domain: String,
+        domains: Vec<String>,
+    },
+    #[error("{path} already exists; use --force to overwrite it")]
+    PlanExists { path: PathBuf },
+    #[error("{path} already holds a repository; choose an empty directory")]
+    DirHoldsRepo { path: PathBuf },
 }
 
 /// Map any error that reached `main` to its exit code.
 pub fn exit_code_for(err: &anyhow::Error) -> i32 {
     for cause in err.chain() {
-        if cause.downcast_ref::<PlanError>().is_some() {
+        if cause.is::<PlanError>() {
             return exit::INVALID_PLAN;
         }
-        if cause.downcast_ref::<PreflightError>().is_some() {
+        if cause.is::<PreflightError>()
+            || cause.is::<crate::git::DiscoverError>()
+            || cause.is::<crate::lock::LockError>()
+        {
             return exit::PREFLIGHT;
         }
     }
     exit::INTERNAL
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn not_found() -> std::io::Error {
+        std::io::Error::from(std::io::ErrorKind::NotFound)
+    }
+
+    #[test]
+    fn library_errors_map_to_their_exit_codes() {
+        let code = |e: anyhow::Error| exit_code_for(&e);
+        let dir = tempfile::tempdir().unwrap();
+        let not_a_repo = crate::git::discover(dir.path()).unwrap_err();
+        assert!(matches!(
+            not_a_repo,
+            crate::git::DiscoverError::NotARepo { .. }
+        ));
+        assert_eq!(code(not_a_repo.into()), exit::PREFLIGHT);
+        let held = crate::lock::LockError::Held {
+            run_id: "r".into(),
+            pid: 1,
+            path: "lock".into(),
+        };
+        assert_eq!(code(held.into()), exit::PREFLIGHT);
+        assert_eq!(code(PreflightError::NoBase.into()), exit::PREFLIGHT);
+        let read = PlanError::Read {
+            path: "farm.yaml".into(),
+            error: not_found(),
+        };
+        assert_eq!(code(read.into()), exit::INVALID_PLAN);
+        let git = crate::git::GitError::BranchExists { branch: "b".into() };
+        assert_eq!(code(git.into()), exit::INTERNAL);
+    }
+
+    #[test]
+    fn a_cause_is_in_the_message_and_never_returned_again() {
+        let cause = not_found().to_string();
+        let errors: Vec<Box<dyn std::error::Error + Send + Sync>> = vec![
+            Box::new(PlanError::Read {
+                path: "farm.yaml".into(),
+                error: not_found(),
+            }),
+            Box::new(crate::git::GitError::Io {
+                context: "cannot read x".into(),
+                source: not_found(),
+            }),
+            Box::new(crate::lock::LockError::Io {
+                path: "lock".into(),
+                error: not_found(),
+            }),
+            Box::new(crate::watch::WatchError::Resolve {
+                domain: "d".into(),
+                root: "w".into(),
+                error: not_found(),
+            }),
+        ];
+        for e in errors {
+            assert!(e.source().is_none(), "{e} returns its cause again");
+            let printed = format!("{:#}", anyhow::anyhow!(e));
+            assert_eq!(printed.matches(&cause).count(), 1, "{printed}");
+        }
+    }
 }

@@ -12,22 +12,96 @@ use git2::{
     WorktreePruneOptions, build::CheckoutBuilder,
 };
 
-#[derive(Debug, thiserror::Error)]
+/// A git operation that failed, with what it was doing.
+///
+/// Like every error of agent-farm, its message names its cause once: the git or I/O error is
+/// part of the message and not returned again by [`std::error::Error::source`] (see `error.rs`).
+#[derive(Debug)]
 pub enum GitError {
-    #[error("{context}: {source}")]
     Git {
         context: String,
-        #[source]
         source: git2::Error,
     },
-    #[error("{context}: {source}")]
     Io {
         context: String,
-        #[source]
         source: std::io::Error,
     },
-    #[error("{0}")]
+    /// Another git process holds the lock file of something we must change.
+    Locked { path: PathBuf },
+    /// A worktree is only ever added where nothing is.
+    WorktreeDirOccupied { path: PathBuf },
+    /// A commit id (from the journal or the record) that does not parse.
+    BadCommitId { id: String, source: git2::Error },
+    /// A journaled effect was handed to the recovery of another kind of effect.
+    WrongEffect {
+        expected: &'static str,
+        found: String,
+    },
+    /// The run's integration branch is gone and the record knows no commit of it.
+    IntegrationBranchMissing { branch: String },
+    /// The branch to create exists already.
+    BranchExists { branch: String },
+    /// The record holds no base commit for the run.
+    UnknownBaseCommit,
+    /// The record holds no commit the domain's branch started from.
+    NoStartCommit { domain: String },
+    /// A blocking git task panicked or was cancelled.
+    Task(tokio::task::JoinError),
+    /// Not yet replaced by a variant of its own (the runner's last uses).
     Other(String),
+}
+
+impl std::fmt::Display for GitError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            GitError::Git { context, source } => write!(f, "{context}: {source}"),
+            GitError::Io { context, source } => write!(f, "{context}: {source}"),
+            GitError::Locked { path } => write!(
+                f,
+                "{} is locked by another git process; nothing was changed",
+                path.display()
+            ),
+            GitError::WorktreeDirOccupied { path } => write!(
+                f,
+                "cannot add a worktree at {}: the directory exists and is not empty",
+                path.display()
+            ),
+            GitError::BadCommitId { id, source } => {
+                write!(f, "bad commit id {id}: {source}")
+            }
+            GitError::WrongEffect { expected, found } => {
+                write!(f, "expected a journaled {expected}, found: {found}")
+            }
+            GitError::IntegrationBranchMissing { branch } => {
+                write!(f, "integration branch {branch} is missing")
+            }
+            GitError::BranchExists { branch } => write!(f, "branch {branch} already exists"),
+            GitError::UnknownBaseCommit => f.write_str("the run's base commit is unknown"),
+            GitError::NoStartCommit { domain } => {
+                write!(f, "no start commit recorded for domain `{domain}`")
+            }
+            GitError::Task(e) => write!(f, "a git task failed: {e}"),
+            GitError::Other(message) => f.write_str(message),
+        }
+    }
+}
+
+/// The cause is in the message; `source()` stays `None` so that a chain is never printed twice.
+impl std::error::Error for GitError {}
+
+impl From<tokio::task::JoinError> for GitError {
+    fn from(e: tokio::task::JoinError) -> Self {
+        GitError::Task(e)
+    }
+}
+
+/// Why [`discover`] found no repository to work in.
+#[derive(Debug, thiserror::Error)]
+pub enum DiscoverError {
+    #[error("not inside a git repository ({path}): {}", error.message())]
+    NotARepo { path: PathBuf, error: git2::Error },
+    #[error("the repository at {path} is bare; agent-farm needs a working tree")]
+    BareRepo { path: PathBuf },
 }
 
 pub type Result<T> = std::result::Result<T, GitError>;
@@ -79,14 +153,15 @@ pub struct RepoInfo {
     pub head_branch: Option<String>,
 }
 
-pub fn discover(start: &Path) -> std::result::Result<RepoInfo, crate::error::PreflightError> {
-    use crate::error::PreflightError;
-    let repo = Repository::discover(start).map_err(|e| PreflightError::NotARepo {
+pub fn discover(start: &Path) -> std::result::Result<RepoInfo, DiscoverError> {
+    let repo = Repository::discover(start).map_err(|error| DiscoverError::NotARepo {
         path: start.to_owned(),
-        message: e.message().to_string(),
+        error,
     })?;
     let Some(workdir) = repo.workdir() else {
-        return Err(PreflightError::BareRepo);
+        return Err(DiscoverError::BareRepo {
+            path: repo.path().to_owned(),
+        });
     };
     // The branch HEAD points at, even when it is unborn.
     let head_branch = repo

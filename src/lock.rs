@@ -3,11 +3,25 @@
 //! anyone and two processes can never both take it. The file holds the holder's pid, for messages.
 
 use std::io::{Read, Seek, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use nix::fcntl::{Flock, FlockArg};
 
-use crate::error::PreflightError;
+/// Why a run's lock could not be taken.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error("run `{run_id}` is in use by process {pid} (lock {path}); wait for it to finish")]
+    Held {
+        run_id: String,
+        pid: u32,
+        path: PathBuf,
+    },
+    #[error("cannot use lock {path}: {error}")]
+    Io {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+}
 
 #[derive(Debug)]
 pub struct RunLock {
@@ -15,9 +29,10 @@ pub struct RunLock {
 }
 
 impl RunLock {
-    pub fn acquire(path: &Path, run_id: &str) -> Result<RunLock, PreflightError> {
-        let other = |e: std::io::Error| {
-            PreflightError::Other(format!("cannot use lock {}: {e}", path.display()))
+    pub fn acquire(path: &Path, run_id: &str) -> Result<RunLock, LockError> {
+        let other = |error: std::io::Error| LockError::Io {
+            path: path.to_owned(),
+            error,
         };
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(other)?;
@@ -39,7 +54,7 @@ impl RunLock {
             Err((mut file, nix::errno::Errno::EWOULDBLOCK)) => {
                 let mut text = String::new();
                 let _ = file.read_to_string(&mut text);
-                Err(PreflightError::Locked {
+                Err(LockError::Held {
                     run_id: run_id.to_string(),
                     pid: text.trim().parse().unwrap_or(0),
                     path: path.to_owned(),
@@ -83,7 +98,7 @@ mod tests {
         let path = dir.path().join("lock");
         let first = RunLock::acquire(&path, "r").unwrap();
         match RunLock::acquire(&path, "r") {
-            Err(PreflightError::Locked { pid, .. }) => assert_eq!(pid, std::process::id()),
+            Err(LockError::Held { pid, .. }) => assert_eq!(pid, std::process::id()),
             other => panic!("expected Locked, got {other:?}"),
         }
         drop(first);

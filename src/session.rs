@@ -133,10 +133,7 @@ pub fn preflight(cwd: &Path, args: &RunRequest) -> anyhow::Result<Prepared> {
         plan.agent.program = None;
         plan.agent.command = plan.agent.command.filter(|_| p == Preset::Custom);
         if p == Preset::Custom && plan.agent.command.is_none() {
-            return Err(PreflightError::Other(
-                "--agent custom needs `agent.command` in the plan".into(),
-            )
-            .into());
+            return Err(PreflightError::CustomAgentNeedsCommand.into());
         }
     }
     if let Some(p) = &args.agent_program {
@@ -161,9 +158,7 @@ pub fn preflight(cwd: &Path, args: &RunRequest) -> anyhow::Result<Prepared> {
         }
     };
     if git2::Branch::name_is_valid(&into).ok() != Some(true) {
-        return Err(
-            PreflightError::Other(format!("`into` is not a valid branch name: {into}")).into(),
-        );
+        return Err(PreflightError::IntoNotABranchName { into }.into());
     }
     let at_base = ownership_at_base(&plan, &repo, base_commit, &base)?;
     if !at_base.problems.is_empty() {
@@ -457,7 +452,7 @@ impl Session {
             return Err(PreflightError::RunNotFinished {
                 run_id: rec.run_id.clone(),
                 domain: d.name.clone(),
-                status: d.status.to_string(),
+                status: d.status,
             }
             .into());
         }
@@ -641,10 +636,10 @@ pub fn clean(cwd: &Path, args: &CleanRequest) -> anyhow::Result<Vec<String>> {
                 .any(|d| d.status == crate::events::DomainStatus::Running)
             && pid_alive(rec.pid)
         {
-            return Err(PreflightError::Other(format!(
-                "run {} is still running (pid {}); wait for it or stop it first",
-                rec.run_id, rec.pid
-            ))
+            return Err(PreflightError::RunStillRunning {
+                run_id: rec.run_id.clone(),
+                pid: rec.pid,
+            }
             .into());
         }
         let journal = crate::journal::Journal::new(&rec.paths().dir);

@@ -257,11 +257,8 @@ fn stage_checkout(
     };
     let lock = OwnedLock::acquire(&index_path, stage, &current)
         .ctx(|| format!("cannot lock {}", index_path.display()))?
-        .ok_or_else(|| {
-            GitError::Other(format!(
-                "{} is locked by another git process; nothing was changed",
-                lock_path(&index_path).display()
-            ))
+        .ok_or_else(|| GitError::Locked {
+            path: lock_path(&index_path),
         })?;
     let paths: Vec<&String> = paths.iter().filter(|p| !skip.contains(p)).collect();
     let wrepo = git::open(&co.workdir)?;
@@ -601,11 +598,16 @@ pub fn recover_land(repo: &Repository, effect: &Effect) -> Result<LandRecovery> 
         paths,
     } = effect
     else {
-        return Err(GitError::Other("not a landing".into()));
+        return Err(GitError::WrongEffect {
+            expected: "landing",
+            found: effect.describe(),
+        });
     };
     let parse = |s: &str| {
-        s.parse::<Oid>()
-            .map_err(|e| GitError::Other(format!("bad commit id {s} in the journal: {e}")))
+        s.parse::<Oid>().map_err(|source| GitError::BadCommitId {
+            id: s.to_string(),
+            source,
+        })
     };
     let new = parse(new)?;
     let old = old.as_deref().map(parse).transpose()?;

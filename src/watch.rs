@@ -126,17 +126,17 @@ pub enum Mode {
 /// Why a worktree could not be watched at all.
 #[derive(Debug, thiserror::Error)]
 pub enum WatchError {
-    #[error("cannot watch {root} for domain {domain}: {source}")]
+    #[error("cannot watch {root} for domain {domain}: {error}")]
     Resolve {
         domain: String,
         root: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
-    #[error("cannot watch {root} for domain {domain}: not a git worktree ({source})")]
+    #[error("cannot watch {root} for domain {domain}: not a git worktree ({error})")]
     OpenRepo {
         domain: String,
         root: PathBuf,
-        source: git2::Error,
+        error: git2::Error,
     },
     #[error(
         "cannot watch {root} for domain {domain}: it overlaps {other_root} (domain {other}); \
@@ -148,11 +148,11 @@ pub enum WatchError {
         other: String,
         other_root: PathBuf,
     },
-    #[error("cannot poll {root} for domain {domain}: git status failed ({source})")]
+    #[error("cannot poll {root} for domain {domain}: git status failed ({error})")]
     Status {
         domain: String,
         root: PathBuf,
-        source: git2::Error,
+        error: git2::Error,
     },
     #[error("the file watcher has stopped (its receiver was dropped or its thread failed)")]
     Stopped,
@@ -887,10 +887,10 @@ impl Engine {
 
     fn add(&mut self, domain: &str, root: &Path) -> Result<Mode, WatchError> {
         self.remove(domain);
-        let path = root.canonicalize().map_err(|source| WatchError::Resolve {
+        let path = root.canonicalize().map_err(|error| WatchError::Resolve {
             domain: domain.to_owned(),
             root: root.to_owned(),
-            source,
+            error,
         })?;
         if let Some((other, r)) = self
             .roots
@@ -911,10 +911,10 @@ impl Engine {
                     "a bare repository has no files to watch",
                 )),
             })
-            .map_err(|source| WatchError::OpenRepo {
+            .map_err(|error| WatchError::OpenRepo {
                 domain: domain.to_owned(),
                 root: path.clone(),
-                source,
+                error,
             })?;
         let mut r = Root {
             path,
@@ -945,10 +945,10 @@ impl Engine {
             None => Mode::Notify,
             Some(reason) => {
                 let snapshot =
-                    take_snapshot(&r.git.repo, &r.path).map_err(|source| WatchError::Status {
+                    take_snapshot(&r.git.repo, &r.path).map_err(|error| WatchError::Status {
                         domain: domain.to_owned(),
                         root: r.path.clone(),
-                        source,
+                        error,
                     })?;
                 r.mode = RootMode::Poll {
                     snapshot,

@@ -355,6 +355,26 @@ fn missing_plan_file() {
     assert_stderr_has(&run, &["farm.yaml"]);
 }
 
+#[test]
+fn an_error_names_its_cause_once() {
+    let repo = TestRepo::new();
+    for args in [
+        &["run", "--progress", "none", "nope.yaml"][..],
+        &["plan", "nope.yaml"][..],
+    ] {
+        let run = fails(&repo, args, INVALID_PLAN);
+        let cause = "No such file or directory";
+        assert_eq!(
+            run.stderr.matches(cause).count(),
+            1,
+            "the cause is not printed exactly once:\n{}",
+            run.stderr
+        );
+        assert_eq!(run.stderr.matches("error:").count(), 1, "{}", run.stderr);
+        assert_stderr_has(&run, &["cannot read plan", "nope.yaml", "agent-farm init"]);
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Preflight failures: exit 4.
 

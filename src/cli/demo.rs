@@ -110,10 +110,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
             .keep(),
     };
     if root.join(".git").exists() {
-        anyhow::bail!(crate::error::PreflightError::Other(format!(
-            "{} already holds a repository; choose an empty directory",
-            root.display()
-        )));
+        anyhow::bail!(crate::error::PreflightError::DirHoldsRepo { path: root });
     }
     create_repo(&root)?;
     println!("demo repository: {}", root.display());

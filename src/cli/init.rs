@@ -71,10 +71,7 @@ pub fn run(cwd: &Path, args: Args) -> anyhow::Result<i32> {
         }
     };
     if path.exists() && !args.force {
-        anyhow::bail!(crate::error::PreflightError::Other(format!(
-            "{} already exists; use --force to overwrite it",
-            path.display()
-        )));
+        anyhow::bail!(crate::error::PreflightError::PlanExists { path });
     }
     std::fs::write(&path, STARTER)?;
     println!("wrote {}", path.display());

@@ -18,32 +18,34 @@ pub struct Args {
     #[arg(short, long)]
     pub follow: bool,
     /// Which log: output (agent stdout+stderr), setup or verify.
-    #[arg(long, default_value = "output")]
-    pub kind: String,
+    #[arg(long, value_enum, default_value_t = Kind::Output)]
+    pub kind: Kind,
+}
+
+/// The logs a domain keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, strum::Display)]
+#[strum(serialize_all = "snake_case")]
+pub enum Kind {
+    Output,
+    Setup,
+    Verify,
 }
 
 pub fn run(cwd: &Path, args: Args) -> anyhow::Result<i32> {
     let rec = super::find_run(cwd, args.run.as_deref())?;
     if rec.domain(&args.domain).is_none() {
-        return Err(PreflightError::Other(format!(
-            "run {} has no domain `{}` (domains: {})",
-            rec.run_id,
-            args.domain,
-            rec.domains.keys().cloned().collect::<Vec<_>>().join(", ")
-        ))
+        return Err(PreflightError::NoSuchDomain {
+            run_id: rec.run_id.clone(),
+            domain: args.domain,
+            domains: rec.domains.keys().cloned().collect(),
+        }
         .into());
     }
     let paths = rec.paths();
-    let file = match args.kind.as_str() {
-        "output" => paths.output_log(&args.domain),
-        "setup" => paths.setup_log(&args.domain),
-        "verify" => paths.domain_verify_log(&args.domain),
-        other => {
-            return Err(PreflightError::Other(format!(
-                "unknown log kind `{other}` (output, setup, verify)"
-            ))
-            .into());
-        }
+    let file = match args.kind {
+        Kind::Output => paths.output_log(&args.domain),
+        Kind::Setup => paths.setup_log(&args.domain),
+        Kind::Verify => paths.domain_verify_log(&args.domain),
     };
     let mut out = std::io::stdout().lock();
     let mut pos = 0u64;

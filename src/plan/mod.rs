@@ -68,9 +68,9 @@ fn overlap_problem(a: &Domain, b: &Domain, example: &str) -> Problem {
 
 /// Read, parse and validate a plan file.
 pub fn load(path: &Path) -> Result<Plan, PlanError> {
-    let text = std::fs::read_to_string(path).map_err(|source| PlanError::Read {
+    let text = std::fs::read_to_string(path).map_err(|error| PlanError::Read {
         path: path.to_owned(),
-        source,
+        error,
     })?;
     let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     parse(path, &text, |p| {

@@ -62,10 +62,9 @@ fn refuse_occupied(path: &Path) -> Result<()> {
     let occupied = std::fs::read_dir(path).map(|mut d| d.next().is_some());
     match occupied {
         Ok(false) => Ok(()),
-        Ok(true) => Err(GitError::Other(format!(
-            "cannot add a worktree at {}: the directory exists and is not empty",
-            path.display()
-        ))),
+        Ok(true) => Err(GitError::WorktreeDirOccupied {
+            path: path.to_owned(),
+        }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(GitError::Io {
             context: format!("cannot use {}", path.display()),
