@@ -2,7 +2,8 @@
 //!
 //! Every way agent-farm can end has exactly one documented exit code (README.md, "Exit codes").
 //! Library code returns typed errors of its own (`git::GitError`, `git::DiscoverError`,
-//! `lock::LockError`, …); `main` maps them to exit codes here and nowhere else.
+//! `lock::LockError`, `events::EventsError`, …); `main` maps them to exit codes here and nowhere
+//! else.
 //!
 //! One rule for every error type: its message says what failed, on what, and why, naming the
 //! underlying cause (an I/O or git error) once, as part of the message. No error also returns that
@@ -98,8 +99,8 @@ fn render_problems(path: &std::path::Path, problems: &[Problem]) -> String {
 }
 
 /// Errors found before anything is created (or, for commands on a recorded run, before the
-/// run is touched). All map to [`exit::PREFLIGHT`], as do `git::DiscoverError` and
-/// `lock::LockError`.
+/// run is touched). All map to [`exit::PREFLIGHT`], as do `git::DiscoverError`,
+/// `lock::LockError` and an event log of a newer version.
 #[derive(Debug, thiserror::Error)]
 pub enum PreflightError {
     #[error("base `{base}` does not name a branch or commit in this repository")]
@@ -159,6 +160,15 @@ pub fn exit_code_for(err: &anyhow::Error) -> i32 {
         if cause.is::<PreflightError>()
             || cause.is::<crate::git::DiscoverError>()
             || cause.is::<crate::lock::LockError>()
+        {
+            return exit::PREFLIGHT;
+        }
+        // A run written by a newer agent-farm (or a file that is no event log) is refused before
+        // anything is done with it; a log that cannot be read or parsed stays an internal error.
+        if let Some(
+            crate::events::EventsError::UnsupportedVersion { .. }
+            | crate::events::EventsError::NotAnEventLog { .. },
+        ) = cause.downcast_ref()
         {
             return exit::PREFLIGHT;
         }

@@ -333,22 +333,6 @@ fn conflicts_are_predicted_before_merging_with_ownership_facts() {
 }
 
 /// The run's events so far (the run is still going).
-fn live_events(repo: &TestRepo) -> Vec<Value> {
-    let Some(id) = repo.run_ids().pop() else {
-        return Vec::new();
-    };
-    let path = repo
-        .common_dir()
-        .join("agent-farm/runs")
-        .join(id)
-        .join("events.jsonl");
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
-
 fn run_until_event(
     repo: &TestRepo,
     env: &[(&str, &str)],
@@ -365,7 +349,7 @@ fn run_until_event(
         .unwrap();
     let mut found = None;
     wait_until("the live event", Duration::from_secs(30), || {
-        found = live_events(repo).into_iter().find(|e| wanted(e));
+        found = repo.live_events().into_iter().find(|e| wanted(e));
         found.is_some()
     });
     // Only now may the agents finish: the event was reported while they were running.

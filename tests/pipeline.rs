@@ -789,3 +789,38 @@ fn agent_flag_overrides_the_plans_preset() {
         .expect(0);
     assert!(repo.root.join("a/x").is_file());
 }
+
+/// `events.jsonl` begins with its version; the library's reader gives back every event in
+/// order; `status` reads it too and refuses a log of a newer version.
+#[test]
+fn the_event_log_is_versioned_and_read_back() {
+    let repo = TestRepo::new();
+    repo.write_plan(&sim_plan(
+        "",
+        &domain("api", "src/api/**", "write src/api/x 1", ""),
+    ));
+    repo.farm(&["run", "--progress", "none"]).expect(0);
+    let path = repo.run_dir().join("events.jsonl");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let first = text.lines().next().unwrap();
+    assert_eq!(first, r#"{"version":1,"format":"agent-farm-events"}"#);
+    let log = agent_farm::events::read(&path).unwrap();
+    assert_eq!(log.version, agent_farm::events::VERSION);
+    assert_eq!((log.torn, log.unknown), (0, 0));
+    assert_eq!(log.events.len(), text.lines().count() - 1);
+    let kinds: Vec<&str> = log.events.iter().map(|e| e.event.name()).collect();
+    assert_eq!(kinds.first(), Some(&"run_started"));
+    assert_eq!(kinds.last(), Some(&"run_finished"));
+    repo.farm(&["status"]).expect(0);
+
+    // A run whose log a newer agent-farm wrote is refused, not misread.
+    let newer = text.replacen(r#"{"version":1,"#, r#"{"version":2,"#, 1);
+    std::fs::write(&path, newer).unwrap();
+    let status = repo.farm(&["status"]);
+    status.expect(4);
+    assert!(
+        status.stderr.contains("version 2") && status.stderr.contains("upgrade agent-farm"),
+        "{}",
+        status.stderr
+    );
+}

@@ -255,9 +255,12 @@ fn read_event_log(path: &Path) -> EventLog {
         Some(i) => &bytes[..=i],
         None => &bytes[..0],
     };
+    let header = agent_farm::events::Header::line();
     let lines = complete
         .split(|b| *b == b'\n')
         .filter(|l| !l.is_empty())
+        // The header line (the log's schema version) is no event.
+        .skip_while(|l| *l == header.as_bytes())
         .map(|l| {
             serde_json::from_slice::<Value>(l)
                 .ok()
@@ -292,7 +295,9 @@ impl EventTail {
         }
         while let Some(i) = self.pending.iter().position(|b| *b == b'\n') {
             let line: Vec<u8> = self.pending.drain(..=i).collect();
-            if let Ok(v) = serde_json::from_slice::<Value>(&line) {
+            if let Ok(v) = serde_json::from_slice::<Value>(&line)
+                && v["event"].is_string()
+            {
                 self.events.push(v);
             }
         }
@@ -782,6 +787,19 @@ fn run_trial(base: &Baseline, plan: &TrialPlan) -> Outcome {
         if log.partial_tail {
             o.broken
                 .push("I10 events.jsonl ends in the middle of a line".to_string());
+        }
+        // And the library's reader reads it back, whole.
+        match agent_farm::events::read(p) {
+            Ok(l) if l.torn == 0 && l.unknown == 0 => {}
+            Ok(l) => o.broken.push(format!(
+                "I10 events.jsonl read back with {} torn and {} unknown line(s)",
+                l.torn, l.unknown
+            )),
+            // A run killed before its first event has no log.
+            Err(e) if e.is_not_found() => {}
+            Err(e) => o
+                .broken
+                .push(format!("I10 events.jsonl cannot be read back: {e}")),
         }
     }
 

@@ -13,22 +13,6 @@ fn signal(pid: u32, sig: nix::sys::signal::Signal) {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig).unwrap();
 }
 
-fn run_events(repo: &TestRepo) -> Vec<serde_json::Value> {
-    let Some(id) = repo.run_ids().pop() else {
-        return Vec::new();
-    };
-    std::fs::read_to_string(
-        repo.common_dir()
-            .join("agent-farm/runs")
-            .join(id)
-            .join("events.jsonl"),
-    )
-    .unwrap_or_default()
-    .lines()
-    .filter_map(|l| serde_json::from_str(l).ok())
-    .collect()
-}
-
 #[test]
 fn an_agent_that_stops_printing_is_stopped_as_stalled() {
     let repo = TestRepo::new();
@@ -113,7 +97,7 @@ fn a_second_sigint_kills_at_once() {
         "the interrupt to be recorded",
         Duration::from_secs(20),
         || {
-            run_events(&repo)
+            repo.live_events()
                 .iter()
                 .any(|e| e["event"] == "interrupted")
         },

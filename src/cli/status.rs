@@ -2,6 +2,9 @@
 
 use std::path::Path;
 
+use crate::events::EventLog;
+use crate::vocab::Phase;
+
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
     /// Run id or unique prefix (default: the most recent run).
@@ -13,11 +16,37 @@ pub struct Args {
 
 pub fn run(cwd: &Path, args: Args) -> anyhow::Result<i32> {
     let rec = super::find_run(cwd, args.run.as_deref())?;
-    let report = crate::report::build(&rec, crate::events::now_ms());
+    let now = crate::events::now_ms();
+    // The event log is read (and its version checked) even when only the record is shown: a run
+    // written by a newer agent-farm is refused rather than misread.
+    let log = match crate::events::read(&rec.paths().events()) {
+        Ok(log) => Some(log),
+        Err(e) if e.is_not_found() => None,
+        Err(e) => return Err(e.into()),
+    };
+    let report = crate::report::build(&rec, now);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print!("{}", report.render());
+        let finished = matches!(rec.phase, Phase::Finished | Phase::Interrupted);
+        if let Some(line) = log
+            .as_ref()
+            .and_then(|l| last_event(l, now))
+            .filter(|_| !finished)
+        {
+            println!("{line}");
+        }
     }
     Ok(0)
+}
+
+/// For a run in progress (or whose process died): when it was last heard of, and what it said.
+fn last_event(log: &EventLog, now_ms: u64) -> Option<String> {
+    let last = log.events.last()?;
+    let ago = crate::report::fmt_ms(now_ms.saturating_sub(last.at_ms));
+    Some(match last.event.domain() {
+        Some(d) => format!("last event {ago} ago: {} ({d})", last.event.name()),
+        None => format!("last event {ago} ago: {}", last.event.name()),
+    })
 }

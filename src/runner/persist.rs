@@ -56,9 +56,13 @@ impl Persister {
             .append(true)
             .read(true)
             .open(&events_path)?;
-        // A process killed mid-line left a torn last line: end it, so that the next event starts
-        // a line of its own (readers skip the torn one).
-        if ends_mid_line(&mut log)? {
+        if log.metadata()?.len() == 0 {
+            // A new log begins with its header (events.rs, `Header`).
+            log.write_all(format!("{}\n", crate::events::Header::line()).as_bytes())?;
+            log.sync_data()?;
+        } else if ends_mid_line(&mut log)? {
+            // A process killed mid-line left a torn last line: end it, so that the next event
+            // starts a line of its own (readers skip the torn one).
             log.write_all(b"\n")?;
         }
         let (tx, rx) = mpsc::channel::<Msg>();
@@ -175,6 +179,7 @@ impl Drop for Persister {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::events::{FarmEvent, Header, Timed};
 
     #[test]
     fn a_torn_last_line_is_ended_before_the_next_event() {
@@ -190,5 +195,34 @@ mod tests {
         assert_eq!(lines.len(), 3, "{text}");
         assert_eq!(lines[2], "{\"event\":\"c\"}");
         assert!(text.ends_with('\n'));
+    }
+
+    fn line(ev: FarmEvent) -> String {
+        serde_json::to_string(&Timed {
+            at_ms: 1,
+            event: ev,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn a_new_log_gets_its_header_and_a_torn_one_a_new_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.jsonl");
+        let p = Persister::start(path.clone()).unwrap();
+        p.line(line(FarmEvent::MergeRequested));
+        drop(p);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().next(), Some(Header::line().as_str()));
+        // Killed in the middle of a line; the next process appends after it.
+        let whole = line(FarmEvent::Resumed { pid: 2 });
+        std::fs::write(&path, format!("{text}{}", &whole[..10])).unwrap();
+        let p = Persister::start(path.clone()).unwrap();
+        p.line(whole);
+        drop(p);
+        let log = crate::events::read(&path).unwrap();
+        let kinds: Vec<&str> = log.events.iter().map(|e| e.event.name()).collect();
+        assert_eq!(kinds, ["merge_requested", "resumed"]);
+        assert_eq!(log.torn, 1);
     }
 }

@@ -14,6 +14,14 @@ use serde_json::Value;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_agent-farm");
 
+/// Events as the JSON objects `events.jsonl` holds (`at_ms`, `event` and the event's fields).
+pub fn as_values(log: &agent_farm::events::EventLog) -> Vec<Value> {
+    log.events
+        .iter()
+        .map(|e| serde_json::to_value(e).unwrap())
+        .collect()
+}
+
 pub struct TestRepo {
     pub tmp: Option<tempfile::TempDir>,
     /// The repository's working tree.
@@ -186,12 +194,24 @@ impl TestRepo {
         serde_json::from_str(&text).unwrap()
     }
 
+    /// The latest run's events, read with the library's reader, as JSON values.
     pub fn events(&self) -> Vec<Value> {
-        std::fs::read_to_string(self.run_dir().join("events.jsonl"))
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
+        as_values(&agent_farm::events::read(&self.run_dir().join("events.jsonl")).unwrap())
+    }
+
+    /// The events of the latest run so far (none before its log exists): for runs in progress.
+    pub fn live_events(&self) -> Vec<Value> {
+        let Some(id) = self.run_ids().pop() else {
+            return Vec::new();
+        };
+        let path = self
+            .common_dir()
+            .join("agent-farm/runs")
+            .join(id)
+            .join("events.jsonl");
+        agent_farm::events::read(&path)
+            .map(|log| as_values(&log))
+            .unwrap_or_default()
     }
 
     pub fn branches(&self) -> Vec<String> {
