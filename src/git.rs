@@ -47,8 +47,6 @@ pub enum GitError {
     NoStartCommit { domain: String },
     /// A blocking git task panicked or was cancelled.
     Task(tokio::task::JoinError),
-    /// Not yet replaced by a variant of its own (the runner's last uses).
-    Other(String),
 }
 
 impl std::fmt::Display for GitError {
@@ -81,7 +79,6 @@ impl std::fmt::Display for GitError {
                 write!(f, "no start commit recorded for domain `{domain}`")
             }
             GitError::Task(e) => write!(f, "a git task failed: {e}"),
-            GitError::Other(message) => f.write_str(message),
         }
     }
 }

@@ -147,10 +147,9 @@ fn prepare_checkout(job: &DomainJob) -> Result<(), git::GitError> {
         super::effects::add_worktree(j, &repo, n, &job.worktree_admin, &job.worktree, &job.branch)?;
     } else {
         if git::branch_exists(&repo, &job.branch) {
-            return Err(git::GitError::Other(format!(
-                "branch {} already exists",
-                job.branch
-            )));
+            return Err(git::GitError::BranchExists {
+                branch: job.branch.clone(),
+            });
         }
         let (j, n) = (&job.journal, &job.names);
         super::effects::create_branch(j, &repo, n, &job.branch, job.start_commit)?;

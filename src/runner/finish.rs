@@ -79,10 +79,9 @@ impl LandingRequest {
             .recorded_tip
             .and_then(|c| repo.find_commit(c).ok().map(|c| c.id()));
         let Some(tip) = git::branch_tip(&repo, &self.integration).or(recorded) else {
-            return Err(git::GitError::Other(format!(
-                "integration branch {} is missing",
-                self.integration
-            )));
+            return Err(git::GitError::IntegrationBranchMissing {
+                branch: self.integration.clone(),
+            });
         };
         if tip.to_string() == self.base {
             return Ok(None);
@@ -100,7 +99,10 @@ impl LandingRequest {
     ) -> Result<crate::txn::LandOutcome, git::GitError> {
         let parse = |s: &str| {
             s.parse::<git2::Oid>()
-                .map_err(|e| git::GitError::Other(format!("bad commit id {s}: {e}")))
+                .map_err(|source| git::GitError::BadCommitId {
+                    id: s.to_string(),
+                    source,
+                })
         };
         let old = old.as_deref().map(parse).transpose()?;
         let new = parse(new)?;
@@ -137,15 +139,16 @@ pub async fn run_verify(
     );
     let (j, n) = (journal.clone(), names.clone());
     let created = tokio::task::spawn_blocking(move || {
-        let commit: git2::Oid = c
-            .parse()
-            .map_err(|e| git::GitError::Other(format!("bad commit id {c}: {e}")))?;
+        let commit: git2::Oid = c.parse().map_err(|source| git::GitError::BadCommitId {
+            id: c.clone(),
+            source,
+        })?;
         let repo = git::open(&rd)?;
         super::effects::remove_worktree(&j, &repo, &n, &a, &w)?;
         super::effects::add_verify_worktree(&j, &repo, &n, &w, commit)
     })
     .await
-    .map_err(|e| git::GitError::Other(e.to_string()))
+    .map_err(git::GitError::Task)
     .and_then(|r| r);
     let log = rec.paths().verify_log();
     let (end, duration_ms, setup_error) = match created {
@@ -490,7 +493,7 @@ pub fn ensure_integration(rec: &RunRecord) -> Result<(), git::GitError> {
         .and_then(|c| c.parse::<git2::Oid>().ok())
         .filter(|c| repo.find_commit(*c).is_ok())
         .or_else(|| rec.base_commit.parse().ok())
-        .ok_or_else(|| git::GitError::Other("the run's base commit is unknown".into()))?;
+        .ok_or(git::GitError::UnknownBaseCommit)?;
     let journal = crate::journal::Journal::new(&rec.paths().dir);
     let names = crate::names::RunNames::new(rec.run_id.clone());
     super::effects::create_branch(&journal, &repo, &names, &rec.integration_branch, at)
@@ -556,7 +559,9 @@ pub fn reset_blocked(rec: &RunRecord, domain: &str) -> Vec<FarmEvent> {
             .start_commit
             .as_ref()
             .and_then(|s| s.parse().ok())
-            .ok_or_else(|| git::GitError::Other("no start commit recorded".into()))?;
+            .ok_or_else(|| git::GitError::NoStartCommit {
+                domain: d.name.clone(),
+            })?;
         let Some(tip) = git::branch_tip(&repo, &d.branch) else {
             return Ok(());
         };

@@ -502,7 +502,10 @@ impl Farm {
                     let result = (|| {
                         let head: git2::Oid = head
                             .parse()
-                            .map_err(|e| git::GitError::Other(format!("bad head {head}: {e}")))?;
+                            .map_err(|source| git::GitError::BadCommitId {
+                                id: head.clone(),
+                                source,
+                            })?;
                         let repo = git::open(&repo_dir)?;
                         effects::merge_into_branch(&journal, &repo, &names, &integration, head, &msg)
                     })()
