@@ -633,6 +633,24 @@ pub fn recover_run(rec: &RunRecord) -> Vec<FarmEvent> {
                 duration_ms: 0,
             });
         }
+        // An attempt the record never heard of (killed before its events were written) whose
+        // commit began after the agent succeeded: the agent is done, it must not run again.
+        let last_ok = commits
+            .iter()
+            .filter(|(dn, _, ok)| dn == &d.name && *ok)
+            .map(|(_, n, _)| *n)
+            .max();
+        if let Some(n) = last_ok
+            && (!d.status.is_terminal() || d.status == DomainStatus::Cancelled)
+            && !d.attempts.iter().any(|a| a.number >= n)
+        {
+            out.push(FarmEvent::AgentFinished {
+                domain: d.name.clone(),
+                attempt: n,
+                end: crate::events::AttemptEnd::Exited { code: 0 },
+                duration_ms: 0,
+            });
+        }
     }
     for d in rec.domains.values() {
         if d.status.is_terminal() && d.status != DomainStatus::Cancelled {
