@@ -146,10 +146,22 @@ impl Journal {
             if let Some(dir) = self.path.parent() {
                 std::fs::create_dir_all(dir)?;
             }
-            let f = std::fs::OpenOptions::new()
+            let existed = self.path.exists();
+            let mut f = std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
                 .open(&self.path)?;
+            // A line torn by a kill is ended first, so that it never glues onto the next one.
+            let torn = std::fs::read(&self.path)
+                .map(|b| b.last().is_some_and(|c| *c != b'\n'))
+                .unwrap_or(false);
+            if torn {
+                f.write_all(b"\n")?;
+            }
+            if !existed && let Some(dir) = self.path.parent() {
+                // The new file's name must survive a power cut too, not only its lines.
+                std::fs::File::open(dir)?.sync_all()?;
+            }
             *guard = Some(f);
         }
         let f = guard
@@ -308,5 +320,9 @@ mod tests {
         let open = open_intents(dir.path());
         assert_eq!(open.len(), 1);
         assert!(matches!(open[0].effect, Effect::DeleteRefs { .. }));
+        // The next process's lines do not glue onto the torn one.
+        let j2 = Journal::new(dir.path());
+        j2.end_recovered(&open[0].id, "done").unwrap();
+        assert!(open_intents(dir.path()).is_empty());
     }
 }

@@ -651,6 +651,20 @@ pub fn recover_land(repo: &Repository, effect: &Effect) -> Result<LandRecovery> 
         }
     }
     let _ = std::fs::remove_file(index_stage);
+    // Rolled forward: the reflog says so too, as it would have had the landing finished.
+    if target == Some(new) && old != Some(new) {
+        let log = common.join("logs/refs/heads").join(into);
+        let logged = std::fs::read_to_string(&log).ok().is_some_and(|t| {
+            t.lines()
+                .last()
+                .and_then(|l| l.split(' ').nth(1))
+                .is_some_and(|n| n == new.to_string())
+        });
+        if !logged {
+            let msg = format!("farm: land on {into} (finished by recovery)");
+            append_reflogs(repo, into, old, new, &msg, checkout.as_ref());
+        }
+    }
     Ok(LandRecovery {
         rolled_forward: target.map(|t| t == new && old != Some(new)),
         locks_removed,

@@ -314,3 +314,17 @@ fn a_file_cut_short_mid_write_is_undone_with_the_rest() {
     assert_checkout_consistent(&repo, "after a write cut short, then clean");
     assert_eq!(git_locks(&repo), Vec::<String>::new());
 }
+
+/// A landing finished by recovery is in the reflog of `into`, as a finished one is.
+#[test]
+fn a_landing_rolled_forward_is_in_the_reflog() {
+    let repo = setup();
+    kill_at(&repo, "land.ref-moved");
+    repo.farm(&["clean"]).expect(0);
+    let main = repo.git(&["rev-parse", "main"]);
+    let reflog = repo.git(&["reflog", "show", "--format=%H %gs", "refs/heads/main"]);
+    assert!(
+        reflog.lines().next().is_some_and(|l| l.starts_with(&main)),
+        "{reflog}"
+    );
+}
