@@ -41,6 +41,8 @@ pub enum GitError {
     IntegrationBranchMissing { branch: String },
     /// The branch to create exists already.
     BranchExists { branch: String },
+    /// The checkout being updated no longer has `branch` checked out (someone switched it).
+    CheckoutSwitched { worktree: PathBuf, branch: String },
     /// The record holds no base commit for the run.
     UnknownBaseCommit,
     /// The record holds no commit the domain's branch started from.
@@ -74,6 +76,11 @@ impl std::fmt::Display for GitError {
                 write!(f, "integration branch {branch} is missing")
             }
             GitError::BranchExists { branch } => write!(f, "branch {branch} already exists"),
+            GitError::CheckoutSwitched { worktree, branch } => write!(
+                f,
+                "{} no longer has `{branch}` checked out; nothing was changed there",
+                worktree.display()
+            ),
             GitError::UnknownBaseCommit => f.write_str("the run's base commit is unknown"),
             GitError::NoStartCommit { domain } => {
                 write!(f, "no start commit recorded for domain `{domain}`")
@@ -763,10 +770,13 @@ pub fn checked_out_at(repo: &Repository, branch: &str) -> Option<PathBuf> {
     } else {
         Repository::open(repo.path()).ok()
     };
+    // A bare main repository (the `.bare` + worktrees layout) has HEAD but no checkout: look
+    // at the linked worktrees then.
     if let Some(main) = main
         && head_of(&main).as_deref() == Some(refname.as_str())
+        && let Some(w) = main.workdir()
     {
-        return main.workdir().map(Path::to_path_buf);
+        return Some(w.to_path_buf());
     }
     for name in repo.worktrees().ok()?.iter().flatten().flatten() {
         if let Ok(wt) = repo.find_worktree(name)

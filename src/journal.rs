@@ -109,12 +109,37 @@ pub struct OpenIntent {
     pub effect: Effect,
 }
 
+/// Ids are `<token>.<n>`: a token drawn once per process (a pid is no identity: in a container
+/// agent-farm is pid 1 every time) and a counter shared by every journal of the process.
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// This process's token, unique across processes and boots (pid, start time, randomness).
+pub fn process_token() -> &'static str {
+    static TOKEN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TOKEN.get_or_init(|| {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u32(std::process::id());
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0),
+        );
+        format!("{}-{:016x}", std::process::id(), h.finish())
+    })
+}
+
+/// Whether an intent was begun by this process.
+pub fn is_mine(intent: &OpenIntent) -> bool {
+    intent.id.rsplit_once('.').map(|(t, _)| t) == Some(process_token())
+}
+
 /// The journal of one run, shared by the threads of one process.
 #[derive(Debug)]
 pub struct Journal {
     path: PathBuf,
     file: Mutex<Option<std::fs::File>>,
-    next: AtomicU64,
 }
 
 fn now_ms() -> u64 {
@@ -134,7 +159,6 @@ impl Journal {
         Journal {
             path: Self::path_in(run_dir),
             file: Mutex::new(None),
-            next: AtomicU64::new(1),
         }
     }
 
@@ -175,8 +199,8 @@ impl Journal {
     pub fn begin(&self, effect: Effect) -> std::io::Result<Intent<'_>> {
         let id = format!(
             "{}.{}",
-            std::process::id(),
-            self.next.fetch_add(1, Ordering::Relaxed)
+            process_token(),
+            NEXT_ID.fetch_add(1, Ordering::Relaxed)
         );
         self.append(&Line::Begin {
             id: id.clone(),
@@ -301,6 +325,36 @@ mod tests {
         j2.end_recovered(&open[0].id, "finished").unwrap();
         drop(b);
         assert!(open_intents(dir.path()).is_empty());
+    }
+
+    #[test]
+    fn ids_never_repeat_and_another_process_is_never_taken_for_this_one() {
+        let dir = tempfile::tempdir().unwrap();
+        // Two journals of one process (resume makes several): distinct ids.
+        let a = Journal::new(dir.path())
+            .begin(Effect::DeleteRefs { refs: vec![] })
+            .map(|i| i.id().to_string())
+            .unwrap();
+        let b = Journal::new(dir.path())
+            .begin(Effect::DeleteRefs { refs: vec![] })
+            .map(|i| i.id().to_string())
+            .unwrap();
+        assert_ne!(a, b);
+        // A dead process with the same pid (a container's pid 1) but another token.
+        let pid = std::process::id();
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(Journal::path_in(dir.path()))
+            .unwrap();
+        writeln!(
+            f,
+            r#"{{"kind":"begin","id":"{pid}-00000000deadbeef.1","at_ms":1,"effect":"delete_refs","refs":[]}}"#
+        )
+        .unwrap();
+        let open = open_intents(dir.path());
+        let theirs: Vec<_> = open.iter().filter(|i| !is_mine(i)).collect();
+        assert_eq!(theirs.len(), 1, "{open:?}");
+        assert_eq!(open.iter().filter(|i| is_mine(i)).count(), 2);
     }
 
     #[test]

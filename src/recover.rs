@@ -20,11 +20,6 @@ use crate::git;
 use crate::journal::{Effect, Journal, OpenIntent, open_intents};
 use crate::names::RunNames;
 
-/// The pid that wrote an intent (ids are `<pid>.<n>`).
-fn pid_of(intent: &OpenIntent) -> Option<u32> {
-    intent.id.split('.').next()?.parse().ok()
-}
-
 /// Remove a worktree's admin dir and directory, however little of them exists. Blocking.
 pub fn remove_worktree_entirely(
     repo: &git2::Repository,
@@ -80,6 +75,18 @@ pub fn recover_effect(
             branch,
             ..
         } => {
+            // The add ended but its end was never written (a full disk): the checkout marker,
+            // written before anything ran in it, says it may hold work. Keep it.
+            let marker = names.domain_of_admin(admin).map(|d| {
+                crate::record::RunPaths::new(repo.commondir(), &names.run_id)
+                    .domain_file(d, "checkout.done")
+            });
+            if marker.is_some_and(|m| m.exists()) {
+                return Ok(format!(
+                    "the worktree {} was completed; kept",
+                    path.display()
+                ));
+            }
             remove_worktree_entirely(repo, admin, path)?;
             if branch.as_deref() == Some(names.verify_branch().as_str()) {
                 let _ = remove_ref_lock(&names.verify_branch());
@@ -132,6 +139,11 @@ pub fn recover_effect(
             if !r.locks_removed.is_empty() {
                 s.push_str(&format!("; removed {}", display(&r.locks_removed)));
             }
+            if r.checkout_switched {
+                s.push_str(
+                    "; its checkout was switched to another branch since and was left as it is",
+                );
+            }
             if !r.left_alone.is_empty() {
                 s.push_str(&format!(
                     "; left {} as found (changed since)",
@@ -154,10 +166,9 @@ fn display(paths: &[PathBuf]) -> String {
 /// Finish or undo every effect of the run in `run_dir` that a dead process left open, oldest
 /// last (undo in reverse order). Returns one message per effect recovered. Blocking.
 pub fn recover_journal(repo_dir: &Path, run_dir: &Path, run_id: &str) -> Vec<String> {
-    let me = std::process::id();
     let open: Vec<OpenIntent> = open_intents(run_dir)
         .into_iter()
-        .filter(|i| pid_of(i) != Some(me))
+        .filter(|i| !crate::journal::is_mine(i))
         .collect();
     if open.is_empty() {
         return Vec::new();

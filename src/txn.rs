@@ -163,7 +163,7 @@ pub fn changed_paths(repo: &Repository, old: Oid, new: Oid) -> Result<Vec<String
     for d in diff.deltas() {
         for f in [d.old_file(), d.new_file()] {
             if let Some(p) = f.path() {
-                out.push(p.to_string_lossy().replace('\\', "/"));
+                out.push(p.to_string_lossy().into_owned());
             }
         }
     }
@@ -199,12 +199,18 @@ fn differing_from(wrepo: &Repository, commit: Oid, paths: &[String]) -> Result<V
             d.new_file()
                 .path()
                 .or_else(|| d.old_file().path())
-                .map(|p| p.to_string_lossy().replace('\\', "/"))
+                .map(|p| p.to_string_lossy().into_owned())
         })
         .collect();
     out.sort();
     out.dedup();
     Ok(out)
+}
+
+/// Whether the checkout's HEAD is `refs/heads/<branch>`.
+fn on_branch(co: &Checkout, branch: &str) -> bool {
+    std::fs::read_to_string(co.git_dir.join("HEAD"))
+        .is_ok_and(|h| h.trim() == format!("ref: refs/heads/{branch}"))
 }
 
 /// Whether the file at `path` holds a proper prefix of its content in one of `commits`: a write
@@ -239,6 +245,7 @@ struct StagedIndex {
 /// alone (changed by someone else since).
 fn stage_checkout(
     co: &Checkout,
+    branch: &str,
     target: Oid,
     paths: &[String],
     skip: &[String],
@@ -260,6 +267,14 @@ fn stage_checkout(
         .ok_or_else(|| GitError::Locked {
             path: lock_path(&index_path),
         })?;
+    // Under the index lock nobody switches this checkout; it must still be on `branch`.
+    if !on_branch(co, branch) {
+        lock.release();
+        return Err(GitError::CheckoutSwitched {
+            worktree: co.workdir.clone(),
+            branch: branch.to_string(),
+        });
+    }
     let paths: Vec<&String> = paths.iter().filter(|p| !skip.contains(p)).collect();
     let wrepo = git::open(&co.workdir)?;
     let tree = wrepo
@@ -306,6 +321,11 @@ fn stage_checkout(
         let Ok(entry) = tree.get_path(Path::new(p.as_str())) else {
             continue;
         };
+        // A path that is a directory in the target (a file became one): its files are paths
+        // of their own.
+        if entry.kind() == Some(git2::ObjectType::Tree) {
+            continue;
+        }
         let mode = entry.filemode() as u32;
         let meta = std::fs::symlink_metadata(co.workdir.join(p.as_str())).ok();
         let m = meta.as_ref();
@@ -418,7 +438,6 @@ pub fn land(
     new: Oid,
     message: &str,
 ) -> Result<LandOutcome> {
-    let common = repo.commondir().to_path_buf();
     let checkout = match old {
         Some(_) => checkout_of(repo, into)?,
         None => None,
@@ -455,79 +474,164 @@ pub fn land(
             });
         }
     }
+    let effect = Effect::Land {
+        into: into.to_string(),
+        old: old.map(|o| o.to_string()),
+        new: new.to_string(),
+        checkout: checkout.clone(),
+        ref_stage: stages.ref_stage.clone(),
+        index_stage: stages.index_stage.clone(),
+        paths: paths.clone(),
+    };
     let intent = journal
-        .begin(Effect::Land {
-            into: into.to_string(),
-            old: old.map(|o| o.to_string()),
-            new: new.to_string(),
-            checkout: checkout.clone(),
-            ref_stage: stages.ref_stage.clone(),
-            index_stage: stages.index_stage.clone(),
-            paths: paths.clone(),
-        })
+        .begin(effect.clone())
         .ctx(|| "cannot write the journal".into())?;
     crate::fault::point("land.journaled");
-    let target = ref_file(&common, into);
-    let Some(ref_lock) =
-        OwnedLock::acquire(&target, &stages.ref_stage, format!("{new}\n").as_bytes())
-            .ctx(|| format!("cannot lock {into}"))?
-    else {
-        intent.end("locked");
-        return Ok(LandOutcome::Locked {
-            what: lock_path(&target).display().to_string(),
-        });
+    let steps = LandSteps {
+        repo,
+        stages,
+        into,
+        old,
+        new,
+        message,
+        checkout: checkout.as_ref(),
+        paths: &paths,
     };
-    crate::fault::point("land.ref-locked");
-    if git::branch_tip(repo, into) != old {
-        ref_lock.release();
-        intent.end("moved");
-        return Ok(LandOutcome::Moved);
-    }
-    let staged = match &checkout {
-        Some(co) => {
-            // Under the ref lock now: nobody commits on `into`; re-check the files themselves.
-            let wrepo = git::open(&co.workdir)?;
-            let o = old.unwrap_or(new);
-            let changed = differing_from(&wrepo, o, &paths)?;
-            if !changed.is_empty() || !git::dirty_paths(&co.workdir)?.is_empty() {
-                ref_lock.release();
-                intent.end("dirty");
-                return Ok(LandOutcome::DirtyCheckout {
-                    worktree: co.workdir.clone(),
-                    paths: changed,
-                });
+    match steps.run() {
+        Ok(outcome) => {
+            intent.end(match &outcome {
+                LandOutcome::Landed => "landed",
+                LandOutcome::DirtyCheckout { .. } => "dirty",
+                LandOutcome::Moved => "moved",
+                LandOutcome::CheckoutBlocked { .. } => "blocked; nothing changed",
+                LandOutcome::Locked { .. } => "locked",
+            });
+            Ok(outcome)
+        }
+        Err(e) => {
+            // Whatever was half done is set right now, by the code that recovers it after a
+            // crash; if even that fails the intent stays open for the next command.
+            match recover_land(repo, &effect) {
+                Ok(_) => intent.end(&format!("failed: {e}; recovered")),
+                Err(u) => tracing::error!("cannot recover a failed landing: {u}"),
             }
-            match stage_checkout(co, new, &paths, &[], &stages.index_stage) {
-                Ok(s) => Some(s),
-                Err(e) => {
-                    // Prepare failed: put back what was written, give the locks up.
-                    let undo = stage_checkout(co, o, &paths, &[], &stages.index_stage)
-                        .and_then(StagedIndex::commit);
+            Err(e)
+        }
+    }
+}
+
+/// The steps of a landing after its intent is journaled.
+struct LandSteps<'a> {
+    repo: &'a Repository,
+    stages: &'a Stages,
+    into: &'a str,
+    old: Option<Oid>,
+    new: Oid,
+    message: &'a str,
+    checkout: Option<&'a Checkout>,
+    paths: &'a [String],
+}
+
+impl LandSteps<'_> {
+    fn run(&self) -> Result<LandOutcome> {
+        let (repo, into, old, new) = (self.repo, self.into, self.old, self.new);
+        let target = ref_file(repo.commondir(), into);
+        // A lock left by an earlier attempt of this run that nothing recovered is ours: take
+        // it back (the stage would otherwise be replaced and the lock stay for ever).
+        let _ = remove_own_lock(&target, &self.stages.ref_stage);
+        let Some(ref_lock) = OwnedLock::acquire(
+            &target,
+            &self.stages.ref_stage,
+            format!("{new}\n").as_bytes(),
+        )
+        .ctx(|| format!("cannot lock {into}"))?
+        else {
+            return Ok(LandOutcome::Locked {
+                what: lock_path(&target).display().to_string(),
+            });
+        };
+        crate::fault::point("land.ref-locked");
+        if git::branch_tip(repo, into) != old {
+            ref_lock.release();
+            return Ok(LandOutcome::Moved);
+        }
+        if old.is_none()
+            && let Some(conflict) = ref_name_conflict(repo, into)
+        {
+            ref_lock.release();
+            return Ok(LandOutcome::CheckoutBlocked {
+                worktree: repo.commondir().to_path_buf(),
+                message: format!("`{into}` cannot be created next to the existing ref {conflict}"),
+            });
+        }
+        let staged = match self.checkout {
+            Some(co) => {
+                // Under the ref lock: nobody commits on `into`; re-check the files themselves.
+                let wrepo = git::open(&co.workdir)?;
+                let o = old.unwrap_or(new);
+                let changed = differing_from(&wrepo, o, self.paths)?;
+                if !changed.is_empty() || !git::dirty_paths(&co.workdir)?.is_empty() {
                     ref_lock.release();
-                    match undo {
-                        Ok(()) => intent.end("failed; checkout restored"),
-                        Err(u) => tracing::error!("cannot restore the checkout: {u}"),
-                    }
-                    return Ok(LandOutcome::CheckoutBlocked {
+                    return Ok(LandOutcome::DirtyCheckout {
                         worktree: co.workdir.clone(),
-                        message: e.to_string(),
+                        paths: changed,
                     });
                 }
+                let index_stage = &self.stages.index_stage;
+                let _ = remove_own_lock(&co.git_dir.join("index"), index_stage);
+                match stage_checkout(co, into, new, self.paths, &[], index_stage) {
+                    Ok(s) => Some(s),
+                    Err(e @ (GitError::Locked { .. } | GitError::CheckoutSwitched { .. })) => {
+                        // Refused before any file was touched.
+                        ref_lock.release();
+                        return Ok(match e {
+                            GitError::Locked { path } => LandOutcome::Locked {
+                                what: path.display().to_string(),
+                            },
+                            e => LandOutcome::CheckoutBlocked {
+                                worktree: co.workdir.clone(),
+                                message: e.to_string(),
+                            },
+                        });
+                    }
+                    Err(e) => {
+                        // Prepare failed: put back what was written, give the locks up.
+                        let undo = stage_checkout(co, into, o, self.paths, &[], index_stage)
+                            .and_then(StagedIndex::commit);
+                        ref_lock.release();
+                        undo?;
+                        return Ok(LandOutcome::CheckoutBlocked {
+                            worktree: co.workdir.clone(),
+                            message: e.to_string(),
+                        });
+                    }
+                }
             }
+            None => None,
+        };
+        crate::fault::point("land.index-staged");
+        // The commit point.
+        ref_lock.commit().ctx(|| format!("cannot update {into}"))?;
+        crate::fault::point("land.ref-moved");
+        if let Some(s) = staged {
+            s.commit()?;
         }
-        None => None,
-    };
-    crate::fault::point("land.index-staged");
-    // The commit point.
-    ref_lock.commit().ctx(|| format!("cannot update {into}"))?;
-    crate::fault::point("land.ref-moved");
-    if let Some(s) = staged {
-        s.commit()?;
+        crate::fault::point("land.index-written");
+        append_reflogs(repo, into, old, new, self.message, self.checkout);
+        Ok(LandOutcome::Landed)
     }
-    crate::fault::point("land.index-written");
-    append_reflogs(repo, into, old, new, message, checkout.as_ref());
-    intent.end("landed");
-    Ok(LandOutcome::Landed)
+}
+
+/// A ref whose name clashes with `refs/heads/<into>` as a path (`a` for `a/b`, or `a/b/c`).
+fn ref_name_conflict(repo: &Repository, into: &str) -> Option<String> {
+    let full = format!("refs/heads/{into}");
+    let mut refs = repo.references().ok()?;
+    let mut names = refs.names();
+    names.find_map(|n| {
+        let n = n.ok()?;
+        let clash = full.starts_with(&format!("{n}/")) || n.starts_with(&format!("{full}/"));
+        clash.then(|| n.to_string())
+    })
 }
 
 /// Record the move in `into`'s reflog (and its checkout's HEAD log), as git would.
@@ -563,12 +667,19 @@ fn append_reflogs(
         if let Some(d) = log.parent() {
             let _ = std::fs::create_dir_all(d);
         }
+        let torn = std::fs::read(&log).is_ok_and(|b| b.last().is_some_and(|c| *c != b'\n'));
         if let Ok(mut f) = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&log)
         {
-            let _ = f.write_all(line.as_bytes());
+            // One write per line, after ending a line a kill tore.
+            let text = if torn {
+                format!("\n{line}")
+            } else {
+                line.clone()
+            };
+            let _ = f.write_all(text.as_bytes());
         }
     }
 }
@@ -582,6 +693,8 @@ pub struct LandRecovery {
     pub locks_removed: Vec<PathBuf>,
     /// Paths someone changed since the crash: left as they are.
     pub left_alone: Vec<String>,
+    /// The checkout was switched to another branch since: its files were left alone.
+    pub checkout_switched: bool,
 }
 
 /// Finish or undo a landing whose process died: the checkout ends exactly at the commit `into`
@@ -623,10 +736,17 @@ pub fn recover_land(repo: &Repository, effect: &Effect) -> Result<LandRecovery> 
         None
     };
     let mut left_alone = Vec::new();
+    let mut checkout_switched = false;
     if let Some(co) = checkout {
         let index = co.git_dir.join("index");
         let index_ours = is_ours(&lock_path(&index), index_stage);
-        if let Some(target) = target.filter(|_| co.workdir.is_dir()) {
+        if !on_branch(co, into) {
+            // Switched to something else since: its files are not ours to touch.
+            checkout_switched = true;
+            if index_ours {
+                locks_removed.extend(remove_own_lock(&index, index_stage));
+            }
+        } else if let Some(target) = target.filter(|_| co.workdir.is_dir()) {
             // Paths neither at old nor at new were changed by someone since: leave them.
             let wrepo = git::open(&co.workdir)?;
             let not_old = match old {
@@ -645,7 +765,7 @@ pub fn recover_land(repo: &Repository, effect: &Effect) -> Result<LandRecovery> 
             if index_ours {
                 locks_removed.extend(remove_own_lock(&index, index_stage));
             }
-            stage_checkout(co, target, paths, &left_alone, index_stage)?.commit()?;
+            stage_checkout(co, into, target, paths, &left_alone, index_stage)?.commit()?;
         } else if index_ours {
             locks_removed.extend(remove_own_lock(&index, index_stage));
         }
@@ -669,5 +789,6 @@ pub fn recover_land(repo: &Repository, effect: &Effect) -> Result<LandRecovery> 
         rolled_forward: target.map(|t| t == new && old != Some(new)),
         locks_removed,
         left_alone,
+        checkout_switched,
     })
 }

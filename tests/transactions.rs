@@ -328,3 +328,88 @@ fn a_landing_rolled_forward_is_in_the_reflog() {
         "{reflog}"
     );
 }
+
+/// The journal's intents of the last run that began and never ended.
+fn open_intents(repo: &TestRepo) -> usize {
+    let text = std::fs::read_to_string(repo.run_dir().join("journal.jsonl")).unwrap_or_default();
+    let mut open = std::collections::BTreeSet::new();
+    for l in text.lines() {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(l) else {
+            continue;
+        };
+        let id = v["id"].as_str().unwrap_or_default().to_string();
+        match v["kind"].as_str() {
+            Some("begin") => {
+                open.insert(id);
+            }
+            Some("end") => {
+                open.remove(&id);
+            }
+            _ => {}
+        }
+    }
+    open.len()
+}
+
+/// An index another git process holds (an editor's `git status`): landing touches nothing,
+/// says `into` is locked, and leaves no intent open for a later recovery to act on.
+#[test]
+fn an_index_locked_by_someone_else_refuses_the_landing_cleanly() {
+    let repo = setup();
+    let before = repo.git(&["rev-parse", "main"]);
+    let lock = repo.common_dir().join("index.lock");
+    std::fs::write(&lock, "").unwrap();
+    let run = repo.farm(&["run", "--progress", "none"]);
+    run.expect(5);
+    assert!(
+        run.stdout.contains("locked by another git process"),
+        "{}",
+        run.stdout
+    );
+    assert!(lock.exists(), "someone else's index lock was removed");
+    assert_eq!(repo.git(&["rev-parse", "main"]), before);
+    assert_eq!(open_intents(&repo), 0, "an intent was left open");
+    std::fs::remove_file(&lock).unwrap();
+    assert_checkout_consistent(&repo, "after a refused landing");
+    repo.farm(&["merge", "--progress", "none"]).expect(0);
+    assert_checkout_consistent(&repo, "after merge");
+}
+
+/// After a crash, the user switched their checkout to another branch: recovery finishes the
+/// landing of `into`'s ref but never writes `into`'s files into the other branch's checkout.
+#[test]
+fn recovery_leaves_a_checkout_switched_to_another_branch_alone() {
+    let repo = setup();
+    let before = repo.git(&["rev-parse", "main"]);
+    kill_at(&repo, "land.index-written");
+    repo.git(&["switch", "-q", "-c", "feature", &before]);
+    let status = repo.git(&["status", "--porcelain", "--untracked-files=all"]);
+    repo.farm(&["clean"]).expect(0);
+    assert_eq!(repo.git(&["symbolic-ref", "HEAD"]), "refs/heads/feature");
+    assert_eq!(
+        repo.git(&["status", "--porcelain", "--untracked-files=all"]),
+        status,
+        "recovery changed a checkout that is not on `main` any more"
+    );
+    assert_eq!(git_locks(&repo), Vec::<String>::new());
+}
+
+/// Landing a file that became a directory (and back) updates files and index alike.
+#[test]
+fn a_file_that_becomes_a_directory_lands() {
+    let repo = TestRepo::with_files(&[("cfg", "flat\n"), ("docs/x", "x\n")]);
+    let plan = sim_plan(
+        "",
+        &domain(
+            "cfg",
+            "cfg/**",
+            "delete cfg\nwrite cfg/main.toml nested",
+            "",
+        ),
+    );
+    // The domain owns the file `cfg` and everything under the directory it becomes.
+    repo.write_plan(&plan.replace(r#"owns: ["cfg/**"]"#, r#"owns: ["cfg", "cfg/**"]"#));
+    repo.farm(&["run", "--progress", "none"]).expect(0);
+    assert_eq!(repo.read("cfg/main.toml"), "nested\n");
+    assert_checkout_consistent(&repo, "after a file became a directory");
+}

@@ -143,6 +143,30 @@ fn prepare_checkout(job: &DomainJob) -> Result<(), git::GitError> {
             return Ok(());
         }
         let (j, n) = (&job.journal, &job.names);
+        // Never remove what a worktree holds without keeping it first (resume saved it already;
+        // this is the last line of defence).
+        let holds_files = std::fs::read_dir(&job.worktree).is_ok_and(|mut d| d.next().is_some());
+        if holds_files && checkout_marker(&job.paths, &job.domain.name).exists() {
+            let msg = format!(
+                "farm({name}): files kept before its worktree is made again\n\nFarm-Run: {run}\nFarm-Domain: {name}\nFarm-Outcome: recovered\n",
+                name = job.domain.name,
+                run = job.run_id
+            );
+            if job.worktree.join(".git").exists() {
+                super::effects::commit_work(
+                    j,
+                    &repo,
+                    n,
+                    &job.domain.name,
+                    &job.worktree,
+                    &msg,
+                    &job.copy,
+                    None,
+                )?;
+            } else {
+                git::snapshot_dir_onto_branch(&repo, &job.worktree, &job.branch, &msg, &job.copy)?;
+            }
+        }
         super::effects::remove_worktree(j, &repo, n, &job.worktree_admin, &job.worktree)?;
         super::effects::add_worktree(j, &repo, n, &job.worktree_admin, &job.worktree, &job.branch)?;
     } else {

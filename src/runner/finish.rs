@@ -677,11 +677,42 @@ pub fn recover_run(rec: &RunRecord) -> Vec<FarmEvent> {
             }
             continue;
         }
-        if !d.worktree.join(".git").exists() {
-            continue;
-        }
+        // An agent may have deleted the worktree's `.git` file: repair the link first, or its
+        // work would look like no worktree at all.
         if let Ok(repo) = git::open(&rec.repo) {
             let _ = git::repair_worktree_link(&repo, &d.worktree_admin, &d.worktree);
+        }
+        if !d.worktree.join(".git").exists() {
+            if d.worktree.is_dir()
+                && let Ok(repo) = git::open(&rec.repo)
+            {
+                // git forgot it entirely: keep its files by committing them from outside.
+                let msg = format!(
+                    "farm({name}): files recovered by resume\n\nFound in {path}, a worktree git no longer knew.\n\nFarm-Run: {run}\nFarm-Domain: {name}\nFarm-Outcome: recovered\n",
+                    name = d.name,
+                    run = rec.run_id,
+                    path = d.worktree.display()
+                );
+                match git::snapshot_dir_onto_branch(
+                    &repo,
+                    &d.worktree,
+                    &d.branch,
+                    &msg,
+                    &rec.plan.copy,
+                ) {
+                    Ok(Some(c)) => out.push(FarmEvent::Committed {
+                        domain: d.name.clone(),
+                        commit: c.to_string(),
+                        note: "files recovered by resume".into(),
+                    }),
+                    Ok(None) => {}
+                    Err(e) => out.push(FarmEvent::Warning {
+                        domain: Some(d.name.clone()),
+                        message: format!("cannot save the files of its worktree: {e}"),
+                    }),
+                }
+            }
+            continue;
         }
         match save_worktree(&d.worktree, &rec.run_id, &d.name, "resume", &rec.plan.copy) {
             Ok(Some(c)) => out.push(FarmEvent::Committed {
@@ -812,10 +843,9 @@ pub fn recover_dead_runs(common_dir: &Path) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for id in crate::record::list_runs(common_dir) {
         let paths = crate::record::RunPaths::new(common_dir, &id);
-        let me = std::process::id().to_string();
         let others_open = crate::journal::open_intents(&paths.dir)
             .iter()
-            .any(|i| i.id.split('.').next() != Some(me.as_str()));
+            .any(|i| !crate::journal::is_mine(i));
         if !others_open {
             continue;
         }
