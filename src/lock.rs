@@ -86,6 +86,23 @@ impl LandLock {
             .map(|l| LandLock { _lock: l })
             .map_err(|(_, e)| std::io::Error::from(e))
     }
+
+    /// Take the landing lock if nobody holds it; `Ok(None)` when a run is landing now.
+    pub fn try_acquire(common_dir: &Path) -> std::io::Result<Option<LandLock>> {
+        let dir = common_dir.join("agent-farm");
+        std::fs::create_dir_all(&dir)?;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(dir.join("land.lock"))?;
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(l) => Ok(Some(LandLock { _lock: l })),
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
+            Err((_, e)) => Err(std::io::Error::from(e)),
+        }
+    }
 }
 
 #[cfg(test)]

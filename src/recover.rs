@@ -128,6 +128,18 @@ pub fn recover_effect(
             }
         }
         Effect::Land { into, .. } => {
+            // Not while another run lands (it may be updating the same checkout): later.
+            let lock = crate::lock::LandLock::try_acquire(repo.commondir()).map_err(|source| {
+                git::GitError::Io {
+                    context: "cannot open the landing lock".into(),
+                    source,
+                }
+            })?;
+            let Some(_lock) = lock else {
+                return Err(git::GitError::Locked {
+                    path: repo.commondir().join("agent-farm/land.lock"),
+                });
+            };
             let r = crate::txn::recover_land(repo, effect)?;
             let mut s = match r.rolled_forward {
                 Some(true) => format!("finished landing on `{into}` (its checkout completed)"),
