@@ -443,7 +443,13 @@ impl RunRecord {
                 attempt,
                 denial,
             } => {
-                if let Some(a) = self.attempt_mut(domain, *attempt) {
+                // One refusal is listed once, however many ways the agent reported it.
+                if let Some(a) = self.attempt_mut(domain, *attempt)
+                    && !a
+                        .denials
+                        .iter()
+                        .any(|d| d.tool == denial.tool && d.path == denial.path)
+                {
                     a.denials.push(denial.clone());
                 }
             }

@@ -375,16 +375,13 @@ impl Report {
             out.push_str("refused tool calls:\n");
             for d in refused {
                 for den in &d.denials {
-                    out.push_str(&format!(
-                        "  {}: {}{}: {}\n",
-                        d.domain,
-                        den.tool,
-                        den.path
-                            .as_ref()
-                            .map(|p| format!(" {p}"))
-                            .unwrap_or_default(),
-                        den.message
-                    ));
+                    // A file tool names a path; any other (Bash) names the command it refused.
+                    let what = match (den.path.as_ref(), crate::vocab::is_file_tool(&den.tool)) {
+                        (Some(p), true) => format!("{} {p}", den.tool),
+                        (Some(c), false) => format!("{} command `{c}`", den.tool),
+                        (None, _) => den.tool.clone(),
+                    };
+                    out.push_str(&format!("  {}: {what}: {}\n", d.domain, den.message));
                 }
             }
         }

@@ -217,6 +217,12 @@ pub struct Violation {
     pub action: String,
 }
 
+/// Whether a tool of the agent's writes files (its denial names a path, its refusal is a
+/// prevented ownership violation); others (Bash) run commands.
+pub fn is_file_tool(tool: &str) -> bool {
+    matches!(tool, "Write" | "Edit" | "MultiEdit" | "NotebookEdit")
+}
+
 /// A tool call the CLI refused (permission rules), or a denial it listed in the result.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Denial {

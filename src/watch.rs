@@ -312,9 +312,29 @@ fn now_ms() -> u64 {
 struct Entry {
     kind: ChangeKind,
     at_ms: u64,
+    /// Held back one window already (a temporary that may still be renamed away).
+    held: bool,
     /// The path may have been a directory (a rename away of something we did not watch): the
     /// ignore check then also tries it as a directory.
     maybe_dir: bool,
+}
+
+/// Whether a file name looks like an atomic-write temporary: `NAME.tmp.<pid>.<suffix>` (Claude
+/// Code's Write and Edit), `NAME.tmp` or `.NAME.swp`-style editor files are not included.
+fn is_atomic_temp(path: &str) -> bool {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    let mut parts = name.rsplitn(4, '.');
+    let (Some(suffix), Some(pid), Some(tmp), Some(stem)) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return false;
+    };
+    tmp == "tmp"
+        && !stem.is_empty()
+        && !pid.is_empty()
+        && pid.chars().all(|c| c.is_ascii_digit())
+        && !suffix.is_empty()
+        && suffix.chars().all(|c| c.is_ascii_alphanumeric())
 }
 
 fn merge(old: &ChangeKind, new: ChangeKind) -> ChangeKind {
@@ -333,6 +353,9 @@ struct Pending {
     /// Most distinct paths kept.
     cap: usize,
     entries: HashMap<(String, String), Entry>,
+    /// Paths that appeared and went again within the window (an editor's or the agent's
+    /// atomic-write temporary): not changes; a rename from one is a change of its target only.
+    transient: std::collections::HashSet<(String, String)>,
     /// Domains whose changes were dropped, with when: one Overflow marker each.
     overflow: BTreeMap<String, u64>,
     /// End of the current window (or the next send retry).
@@ -345,6 +368,7 @@ impl Pending {
             debounce,
             cap,
             entries: HashMap::new(),
+            transient: std::collections::HashSet::new(),
             overflow: BTreeMap::new(),
             deadline: None,
         }
@@ -371,6 +395,21 @@ impl Pending {
         }
         let key = (domain.to_owned(), path);
         if let Some(e) = self.entries.get_mut(&key) {
+            let appeared = matches!(e.kind, ChangeKind::Created | ChangeKind::Renamed { .. });
+            if appeared && kind == ChangeKind::Removed {
+                // Created and gone within one window: nothing changed at this path. What was
+                // renamed from it changed only at its target.
+                self.entries.remove(&key);
+                for ((d, _), e) in self.entries.iter_mut() {
+                    if d == domain
+                        && matches!(&e.kind, ChangeKind::Renamed { from } if *from == key.1)
+                    {
+                        e.kind = ChangeKind::Modified;
+                    }
+                }
+                self.transient.insert(key);
+                return;
+            }
             e.kind = merge(&e.kind, kind);
             e.at_ms = at_ms;
             e.maybe_dir |= maybe_dir;
@@ -389,6 +428,7 @@ impl Pending {
             Entry {
                 kind,
                 at_ms,
+                held: false,
                 maybe_dir,
             },
         );
@@ -396,6 +436,13 @@ impl Pending {
 
     /// The file at `to` came from `from`: upgrade its `Created` to `Renamed`.
     fn renamed(&mut self, domain: &str, to: &str, from: &str) {
+        if self
+            .transient
+            .contains(&(domain.to_owned(), from.to_owned()))
+        {
+            // From a temporary of this window: a change of `to`, as written in place.
+            return;
+        }
         let key = (domain.to_owned(), to.to_owned());
         if let Some(e) = self.entries.get_mut(&key)
             && e.kind == ChangeKind::Created
@@ -422,6 +469,7 @@ impl Pending {
 
     fn clear(&mut self) {
         self.entries = HashMap::new();
+        self.transient.clear();
         self.overflow.clear();
         self.deadline = None;
     }
@@ -1265,6 +1313,23 @@ impl Engine {
                 at_ms: *at,
             })
             .collect();
+        // An atomic-write temporary created at the end of a window is usually renamed away at
+        // the start of the next: hold it back once rather than report it.
+        let held: Vec<((String, String), Entry)> = pending
+            .entries
+            .iter()
+            .filter(|((_, path), e)| {
+                !e.held && e.kind == ChangeKind::Created && is_atomic_temp(path)
+            })
+            .map(|(k, e)| {
+                let mut e = e.clone();
+                e.held = true;
+                (k.clone(), e)
+            })
+            .collect();
+        for (k, _) in &held {
+            pending.entries.remove(k);
+        }
         let mut files: Vec<Change> = pending
             .entries
             .iter()
@@ -1293,6 +1358,10 @@ impl Engine {
             permit.send(batch);
         }
         pending.clear();
+        if !held.is_empty() {
+            pending.open_window(now);
+            pending.entries.extend(held);
+        }
         Flow::Continue
     }
 }
@@ -1481,6 +1550,41 @@ mod tests {
             assert_eq!(w.add("a", &fx.wts[0]).await.unwrap(), Mode::Notify);
             let mut b = Batches::new(rx);
             file_kinds(&mut b, &fx.wts[0], true).await;
+        });
+    }
+
+    #[test]
+    fn atomic_writes_are_reported_as_their_target_only() {
+        rt().block_on(async {
+            let fx = fixture(&["a"]);
+            let wt = &fx.wts[0];
+            let (tx, rx) = mpsc::channel(16);
+            let w = Watcher::with_options(tx, notify_opts());
+            assert_eq!(w.add("a", wt).await.unwrap(), Mode::Notify);
+            let mut b = Batches::new(rx);
+            // As Claude Code's Write/Edit does: a temporary beside the target, renamed over it.
+            write(wt, "src/lib.rs.tmp.4242.9f3a", "new content");
+            fs::rename(wt.join("src/lib.rs.tmp.4242.9f3a"), wt.join("src/lib.rs")).unwrap();
+            // (Created or Modified: written in place or renamed into place, it is a change.)
+            b.until("the target", |s| {
+                has(s, "a", "src/lib.rs", &Modified) || has(s, "a", "src/lib.rs", &Created)
+            })
+            .await;
+            // A temporary whose window closes before it is renamed: held back, then dropped.
+            write(wt, "src/new.rs.tmp.4242.0b1c", "fresh");
+            write(wt, "src/other.rs", "x");
+            b.until("a batch without the temporary", |s| {
+                has(s, "a", "src/other.rs", &Created)
+            })
+            .await;
+            fs::rename(wt.join("src/new.rs.tmp.4242.0b1c"), wt.join("src/new.rs")).unwrap();
+            b.until("the new file", |s| has(s, "a", "src/new.rs", &Created))
+                .await;
+            assert!(
+                b.seen.iter().all(|c| !c.path.contains(".tmp.")),
+                "a temporary was reported: {:#?}",
+                b.seen
+            );
         });
     }
 
@@ -1848,6 +1952,51 @@ mod tests {
     }
 
     #[test]
+    fn atomic_write_temporaries_are_recognised() {
+        assert!(is_atomic_temp("src/lib.rs.tmp.4242.9f3a"));
+        assert!(is_atomic_temp("README.tmp.1.abc"));
+        assert!(!is_atomic_temp("src/lib.rs"));
+        assert!(!is_atomic_temp("notes.tmp"));
+        assert!(!is_atomic_temp("a.tmp.x.y"));
+        assert!(!is_atomic_temp(".tmp.1.a"));
+    }
+
+    #[test]
+    fn an_atomic_write_is_a_change_of_its_target_only() {
+        // Claude Code writes FILE.tmp.<pid>.<hex> and renames it over FILE.
+        let t = Instant::now();
+        let mut p = Pending::new(DEBOUNCE, 100);
+        let kind = |p: &Pending, f: &str| {
+            p.entries
+                .get(&("a".to_owned(), f.to_owned()))
+                .map(|e| e.kind.clone())
+        };
+        let tmp = "src/lib.rs.tmp.4242.9f3a";
+        p.push("a", tmp.into(), Created, false, 1, t);
+        p.push("a", tmp.into(), Modified, false, 2, t);
+        // Both orders of the rename's two halves.
+        p.push("a", "src/lib.rs".into(), Created, false, 3, t);
+        p.renamed("a", "src/lib.rs", tmp);
+        p.push("a", tmp.into(), Removed, false, 3, t);
+        assert_eq!(kind(&p, tmp), None);
+        assert_eq!(kind(&p, "src/lib.rs"), Some(Modified));
+        let tmp2 = "src/new.rs.tmp.4242.0b1c";
+        p.push("a", tmp2.into(), Created, false, 4, t);
+        p.push("a", tmp2.into(), Removed, false, 5, t);
+        p.push("a", "src/new.rs".into(), Created, false, 5, t);
+        p.renamed("a", "src/new.rs", tmp2);
+        assert_eq!(kind(&p, tmp2), None);
+        assert_eq!(
+            kind(&p, "src/new.rs"),
+            Some(Created),
+            "a new file, not a rename"
+        );
+        // A file that existed before and is deleted is still a deletion.
+        p.push("a", "src/old.rs".into(), Removed, false, 6, t);
+        assert_eq!(kind(&p, "src/old.rs"), Some(Removed));
+    }
+
+    #[test]
     fn pending_merges_and_caps() {
         let t = Instant::now();
         let mut p = Pending::new(DEBOUNCE, 3);
@@ -1870,13 +2019,19 @@ mod tests {
         p.push("a", "y".into(), Modified, false, 4, t);
         assert_eq!(kind(&p, "a", "y"), Some(renamed("old")));
         p.push("a", "y".into(), Removed, false, 5, t);
-        assert_eq!(kind(&p, "a", "y"), Some(Removed));
+        assert_eq!(
+            kind(&p, "a", "y"),
+            None,
+            "appeared and went in one window: no change"
+        );
         p.push("a", "x".into(), Removed, false, 6, t);
         p.push("a", "x".into(), Created, false, 7, t);
         assert_eq!(kind(&p, "a", "x"), Some(Created));
-        // Full at 3 paths: the fourth distinct path turns every pending domain into a marker.
+        // Full at 3 paths (x, z, w; y came and went): the next distinct path turns every
+        // pending domain into a marker.
         p.push("b", "z".into(), Modified, false, 8, t);
         p.push("b", "w".into(), Modified, false, 9, t);
+        p.push("b", "v".into(), Modified, false, 9, t);
         assert!(p.entries.is_empty());
         assert_eq!(p.overflow.keys().collect::<Vec<_>>(), ["a", "b"]);
         p.push("a", "q".into(), Created, false, 10, t);

@@ -1278,17 +1278,17 @@ impl Dispatcher {
     /// Ownership facts an agent's own events reveal: a refused edit of another domain's path is
     /// a prevented violation; a tool use naming a path outside the domain is an early warning.
     fn ownership_signals(&self, ev: &FarmEvent) -> Vec<FarmEvent> {
+        // Only file tools name paths: a refused Bash command is a refused command (in the
+        // report's refusals), never a violation of a "path" that is a command line.
         let (domain, path, detected, action) = match ev {
-            FarmEvent::AgentRefused { domain, denial, .. } => {
+            FarmEvent::AgentRefused { domain, denial, .. }
+                if crate::vocab::is_file_tool(&denial.tool) =>
+            {
                 (domain, denial.path.clone(), Detected::Prevented, "refused")
             }
             FarmEvent::AgentToolUse {
                 domain, tool, path, ..
-            } if matches!(
-                tool.as_str(),
-                "Write" | "Edit" | "MultiEdit" | "NotebookEdit"
-            ) =>
-            {
+            } if crate::vocab::is_file_tool(tool) => {
                 (domain, path.clone(), Detected::ToolUse, "reported")
             }
             _ => return Vec::new(),
@@ -2267,6 +2267,39 @@ mod tests {
             &a,
             |x| matches!(x, Action::Merge { domain, .. } if domain == "a")
         ));
+    }
+
+    #[test]
+    fn a_refused_command_is_no_violation_and_a_refused_edit_is_prevented() {
+        let domains = [dom("a", ""), dom("b", "")];
+        let mut t = T::new(dispatcher(&domains, "", options(2), Mode::Run));
+        t.input(Input::Begin);
+        t.launch("a");
+        let refused = |tool: &str, path: &str| {
+            DomainMsg::Observed(FarmEvent::AgentRefused {
+                domain: "a".into(),
+                attempt: 1,
+                denial: crate::vocab::Denial {
+                    tool: tool.into(),
+                    path: Some(path.into()),
+                    message: "denied".into(),
+                },
+            })
+        };
+        let a = t.msg("a", refused("Bash", "git push origin HEAD"));
+        assert!(
+            !events(&a)
+                .iter()
+                .any(|e| matches!(e, FarmEvent::OwnershipViolation { .. })),
+            "{a:?}"
+        );
+        let a = t.msg("a", refused("Edit", "b/x.rs"));
+        assert!(events(&a).iter().any(|e| matches!(
+            e,
+            FarmEvent::OwnershipViolation { violation, .. }
+                if violation.path == "b/x.rs" && violation.detected == Detected::Prevented
+                    && violation.owner.as_deref() == Some("b")
+        )));
     }
 
     #[test]
