@@ -223,3 +223,139 @@ fn denied_tool_use_is_reported() {
         run.stderr
     );
 }
+
+/// With `stop_on_violation: true`, real agents writing and editing only their own files (the CLI
+/// writes each through a `FILE.tmp.<pid>.<hex>` temporary renamed into place) are never stopped:
+/// every edit lands and no violation is reported — also for a domain owning a single file, where
+/// the temporary itself is owned by nobody.
+#[test]
+fn real_agents_atomic_writes_are_no_violations_with_stop_on_violation() {
+    let name = "real_agents_atomic_writes_are_no_violations_with_stop_on_violation";
+    let Some(bin) = require_claude(name) else {
+        return;
+    };
+    let repo = TestRepo::new();
+    let api = MockApi::start(vec![
+        write_then_edit("api", "src/api/handler.rs"),
+        script(
+            "ui",
+            vec![
+                // The CLI edits only a file it has read.
+                Turn::tool(Block::read("src/ui/index.html")),
+                Turn::tool(Block::edit("src/ui/index.html", "ui", "the ui")),
+                Turn::tool(Block::write("src/ui/page.ts", "// ui\n")),
+                Turn::text("ui is done"),
+            ],
+        ),
+        script(
+            "readme",
+            vec![
+                Turn::tool(Block::read("README.md")),
+                Turn::tool(Block::edit("README.md", "test repo", "farmed repo")),
+                Turn::text("readme is done"),
+            ],
+        ),
+    ]);
+    let domains = [
+        claude_domain("api", "src/api/**"),
+        claude_domain("ui", "src/ui/**"),
+        claude_domain("readme", "README.md"),
+    ]
+    .concat();
+    let extra = "ownership:\n  stop_on_violation: true\n";
+    repo.write_plan(
+        &claude_plan(&repo, &bin, &api, "", &domains)
+            .replace("domains:\n", &format!("{extra}domains:\n")),
+    );
+    let run = repo.farm(&["run", "--progress", "plain"]);
+    run.expect(0);
+    assert_eq!(repo.read("src/api/handler.rs"), "// api v2\n");
+    assert_eq!(repo.read("src/ui/index.html"), "<h1>the ui</h1>\n");
+    assert_eq!(repo.read("README.md"), "# farmed repo\n");
+    let report = repo.report();
+    for d in ["api", "ui", "readme"] {
+        let r = row(&report, d);
+        assert_eq!(r["status"], "merged", "{r}");
+        assert_eq!(
+            r["violations"].as_array().map(Vec::len),
+            Some(0),
+            "{d}: {r}"
+        );
+    }
+    let events = repo.events();
+    assert!(
+        !events.iter().any(|e| e["event"] == "ownership_violation"),
+        "{:?}",
+        events
+            .iter()
+            .filter(|e| e["event"] == "ownership_violation")
+            .collect::<Vec<_>>()
+    );
+}
+
+/// A shell write into another domain's path is caught and charged to the domain that wrote it;
+/// a refused Bash command is reported as a command, not as a violation of a path.
+#[test]
+fn real_agents_bash_writes_are_charged_and_refused_commands_are_commands() {
+    let name = "real_agents_bash_writes_are_charged_and_refused_commands_are_commands";
+    let Some(bin) = require_claude(name) else {
+        return;
+    };
+    let repo = TestRepo::new();
+    let api = MockApi::start(vec![
+        script(
+            "api",
+            vec![
+                // Through a shell the CLI cannot see into (a plain redirect into another domain's
+                // path is refused by the derived Edit rules).
+                Turn::tool(Block::bash("sh -c 'echo hijack > src/ui/stolen.html'")),
+                Turn::tool(Block::bash("git push origin HEAD")),
+                Turn::text("api is done"),
+            ],
+        ),
+        script(
+            "ui",
+            vec![
+                Turn::tool(Block::write("src/ui/page.ts", "// ui\n")),
+                Turn::text("ui is done"),
+            ],
+        ),
+    ]);
+    let domains = [
+        claude_domain("api", "src/api/**"),
+        claude_domain("ui", "src/ui/**"),
+    ]
+    .concat();
+    let agent = "  allowed_tools: [\"Bash\"]\n  disallowed_tools: [\"Bash(git push:*)\"]\n";
+    repo.write_plan(&claude_plan(&repo, &bin, &api, agent, &domains));
+    let run = repo.farm(&["run", "--progress", "plain"]);
+    let report = repo.report();
+    let api_row = row(&report, "api");
+    let violations = api_row["violations"].as_array().unwrap();
+    assert!(
+        violations
+            .iter()
+            .any(|v| v["path"] == "src/ui/stolen.html" && v["owner"] == "ui"),
+        "the shell write is charged to api: {api_row}\n{}",
+        run.stderr
+    );
+    assert!(
+        !violations
+            .iter()
+            .any(|v| v["path"].as_str().unwrap_or("").contains("git push")),
+        "a command is not a path: {api_row}"
+    );
+    assert_eq!(
+        row(&report, "ui")["violations"].as_array().map(Vec::len),
+        Some(0),
+        "nothing is charged to the domain whose path was written"
+    );
+    let denials = api_row["denials"].as_array().unwrap();
+    let push: Vec<&Value> = denials.iter().filter(|d| d["tool"] == "Bash").collect();
+    assert_eq!(push.len(), 1, "the refusal is listed once: {api_row}");
+    assert!(
+        run.stdout.contains("Bash command `git push origin HEAD`"),
+        "{}",
+        run.stdout
+    );
+}
