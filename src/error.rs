@@ -198,6 +198,7 @@ mod tests {
             run_id: "r".into(),
             pid: 1,
             path: "lock".into(),
+            holders: vec![],
         };
         assert_eq!(code(held.into()), exit::PREFLIGHT);
         assert_eq!(code(PreflightError::NoBase.into()), exit::PREFLIGHT);
