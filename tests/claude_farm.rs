@@ -59,10 +59,12 @@ fn row<'a>(report: &'a Value, domain: &str) -> &'a Value {
 
 #[test]
 fn three_real_claude_agents_write_and_edit_their_own_files() {
-    let Some(bin) = require_claude("three_real_claude_agents_write_and_edit_their_own_files")
-    else {
-        return;
-    };
+    for bin in require_claudes("three_real_claude_agents_write_and_edit_their_own_files") {
+        three_real_claude_agents_write_and_edit_their_own_files_with(&bin);
+    }
+}
+
+fn three_real_claude_agents_write_and_edit_their_own_files_with(bin: &std::path::Path) {
     let repo = TestRepo::new();
     let api = MockApi::start(vec![
         write_then_edit("api", "src/api/handler.rs"),
@@ -230,10 +232,13 @@ fn denied_tool_use_is_reported() {
 /// the temporary itself is owned by nobody.
 #[test]
 fn real_agents_atomic_writes_are_no_violations_with_stop_on_violation() {
-    let name = "real_agents_atomic_writes_are_no_violations_with_stop_on_violation";
-    let Some(bin) = require_claude(name) else {
-        return;
-    };
+    for bin in require_claudes("real_agents_atomic_writes_are_no_violations_with_stop_on_violation")
+    {
+        real_agents_atomic_writes_are_no_violations_with_stop_on_violation_with(&bin);
+    }
+}
+
+fn real_agents_atomic_writes_are_no_violations_with_stop_on_violation_with(bin: &std::path::Path) {
     let repo = TestRepo::new();
     let api = MockApi::start(vec![
         write_then_edit("api", "src/api/handler.rs"),
@@ -297,10 +302,16 @@ fn real_agents_atomic_writes_are_no_violations_with_stop_on_violation() {
 /// a refused Bash command is reported as a command, not as a violation of a path.
 #[test]
 fn real_agents_bash_writes_are_charged_and_refused_commands_are_commands() {
-    let name = "real_agents_bash_writes_are_charged_and_refused_commands_are_commands";
-    let Some(bin) = require_claude(name) else {
-        return;
-    };
+    for bin in
+        require_claudes("real_agents_bash_writes_are_charged_and_refused_commands_are_commands")
+    {
+        real_agents_bash_writes_are_charged_and_refused_commands_are_commands_with(&bin);
+    }
+}
+
+fn real_agents_bash_writes_are_charged_and_refused_commands_are_commands_with(
+    bin: &std::path::Path,
+) {
     let repo = TestRepo::new();
     let api = MockApi::start(vec![
         script(

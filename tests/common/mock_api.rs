@@ -955,6 +955,36 @@ pub fn claude_bin() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// The newest published CLI, next to the pinned one: `$AGENT_FARM_TEST_CLAUDE_LATEST`, else
+/// `target/tools/claude-latest/node_modules/.bin/claude` (what `.ci/run` installs).
+pub fn claude_latest_bin() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("AGENT_FARM_TEST_CLAUDE_LATEST").filter(|p| !p.is_empty()) {
+        return Some(PathBuf::from(p)).filter(|p| p.is_file());
+    }
+    let local = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target/tools/claude-latest/node_modules/.bin/claude");
+    local.is_file().then_some(local)
+}
+
+/// Every CLI to test against: the pinned one and the newest published one (when installed;
+/// under `CI=true` both must be). Prints a skip notice for each one missing elsewhere.
+pub fn require_claudes(test: &str) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = require_claude(test).into_iter().collect();
+    match claude_latest_bin() {
+        Some(latest) if !out.contains(&latest) => out.push(latest),
+        Some(_) => {}
+        None if std::env::var("CI").as_deref() == Ok("true") => panic!(
+            "{test}: CI requires the newest Claude Code CLI too: .ci/run installs it \
+             (or set AGENT_FARM_TEST_CLAUDE_LATEST)"
+        ),
+        None => eprintln!(
+            "skipped for the newest CLI: {test}: not installed (target/tools/claude-latest, or \
+             AGENT_FARM_TEST_CLAUDE_LATEST)"
+        ),
+    }
+    out
+}
+
 /// [`claude_bin`], or: panic under `CI=true`, else print a skip notice and return `None`.
 pub fn require_claude(test: &str) -> Option<PathBuf> {
     let bin = claude_bin();
