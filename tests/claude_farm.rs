@@ -77,7 +77,7 @@ fn three_real_claude_agents_write_and_edit_their_own_files_with(bin: &std::path:
         claude_domain("docs", "docs/**"),
     ]
     .concat();
-    repo.write_plan(&claude_plan(&repo, &bin, &api, "", &domains));
+    repo.write_plan(&claude_plan(&repo, bin, &api, "", &domains));
     let run = repo.farm(&["run", "--progress", "plain"]);
     run.expect(0);
     assert_eq!(repo.read("src/api/handler.rs"), "// api v2\n");
@@ -269,7 +269,7 @@ fn real_agents_atomic_writes_are_no_violations_with_stop_on_violation_with(bin: 
     .concat();
     let extra = "ownership:\n  stop_on_violation: true\n";
     repo.write_plan(
-        &claude_plan(&repo, &bin, &api, "", &domains)
+        &claude_plan(&repo, bin, &api, "", &domains)
             .replace("domains:\n", &format!("{extra}domains:\n")),
     );
     let run = repo.farm(&["run", "--progress", "plain"]);
@@ -338,7 +338,7 @@ fn real_agents_bash_writes_are_charged_and_refused_commands_are_commands_with(
     ]
     .concat();
     let agent = "  allowed_tools: [\"Bash\"]\n  disallowed_tools: [\"Bash(git push:*)\"]\n";
-    repo.write_plan(&claude_plan(&repo, &bin, &api, agent, &domains));
+    repo.write_plan(&claude_plan(&repo, bin, &api, agent, &domains));
     let run = repo.farm(&["run", "--progress", "plain"]);
     let report = repo.report();
     let api_row = row(&report, "api");
