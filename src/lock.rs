@@ -130,15 +130,19 @@ pub struct LandLock {
 }
 
 impl LandLock {
-    pub fn acquire(common_dir: &Path) -> std::io::Result<LandLock> {
+    fn open(common_dir: &Path) -> std::io::Result<std::fs::File> {
         let dir = common_dir.join("agent-farm");
         std::fs::create_dir_all(&dir)?;
-        let file = std::fs::OpenOptions::new()
+        std::fs::OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
-            .open(dir.join("land.lock"))?;
+            .open(dir.join("land.lock"))
+    }
+
+    pub fn acquire(common_dir: &Path) -> std::io::Result<LandLock> {
+        let file = Self::open(common_dir)?;
         Flock::lock(file, FlockArg::LockExclusive)
             .map(|l| LandLock { _lock: l })
             .map_err(|(_, e)| std::io::Error::from(e))
@@ -146,14 +150,7 @@ impl LandLock {
 
     /// Take the landing lock if nobody holds it; `Ok(None)` when a run is landing now.
     pub fn try_acquire(common_dir: &Path) -> std::io::Result<Option<LandLock>> {
-        let dir = common_dir.join("agent-farm");
-        std::fs::create_dir_all(&dir)?;
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(dir.join("land.lock"))?;
+        let file = Self::open(common_dir)?;
         match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
             Ok(l) => Ok(Some(LandLock { _lock: l })),
             Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),

@@ -7,22 +7,6 @@ mod common;
 
 use common::*;
 
-/// Processes still alive that agent-farm started for `run_id` (recognised by their environment).
-fn processes_of_run(run_id: &str) -> Vec<u32> {
-    let needle = format!("AGENT_FARM_RUN_ID={run_id}");
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| process_alive(*pid))
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/environ"))
-                .map(|env| env.split(|b| *b == 0).any(|kv| kv == needle.as_bytes()))
-                .unwrap_or(false)
-        })
-        .collect()
-}
-
 /// Three domains (one depending on another), a verify step, agents that take a moment.
 fn setup() -> TestRepo {
     let repo = TestRepo::new();

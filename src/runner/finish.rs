@@ -240,19 +240,7 @@ pub fn cleanup_run(
             let _ = git::repair_worktree_link(&repo, &d.worktree_admin, &d.worktree);
             if d.worktree.exists() && !admin_exists && checkout_done(rec, d) {
                 // git forgot this worktree: keep its files by committing them from outside.
-                let msg = format!(
-                    "farm({name}): files recovered by cleanup\n\nFound in {path}, a worktree git no longer knew.\n\nFarm-Run: {run}\nFarm-Domain: {name}\nFarm-Outcome: recovered\n",
-                    name = d.name,
-                    run = rec.run_id,
-                    path = d.worktree.display()
-                );
-                match git::snapshot_dir_onto_branch(
-                    &repo,
-                    &d.worktree,
-                    &d.branch,
-                    &msg,
-                    &rec.plan.copy,
-                ) {
+                match save_orphaned_dir(&repo, rec, d, "cleanup") {
                     Ok(Some(c)) => warn(
                         &mut out,
                         Some(&d.name),
@@ -480,6 +468,23 @@ fn save_worktree(
         .map(|(_, c, _)| c)
 }
 
+/// Commit the files of a domain's worktree directory that git no longer knows as a worktree
+/// onto its branch, as recovered by `by`. Blocking.
+fn save_orphaned_dir(
+    repo: &git2::Repository,
+    rec: &RunRecord,
+    d: &crate::record::DomainRecord,
+    by: &str,
+) -> Result<Option<git2::Oid>, git::GitError> {
+    let msg = format!(
+        "farm({name}): files recovered by {by}\n\nFound in {path}, a worktree git no longer knew.\n\nFarm-Run: {run}\nFarm-Domain: {name}\nFarm-Outcome: recovered\n",
+        name = d.name,
+        run = rec.run_id,
+        path = d.worktree.display()
+    );
+    git::snapshot_dir_onto_branch(repo, &d.worktree, &d.branch, &msg, &rec.plan.copy)
+}
+
 /// Make sure the run's integration branch exists (`clean` deletes it when it holds nothing):
 /// recreate it at its last recorded commit, or at base.
 pub fn ensure_integration(rec: &RunRecord) -> Result<(), git::GitError> {
@@ -687,19 +692,7 @@ pub fn recover_run(rec: &RunRecord) -> Vec<FarmEvent> {
                 && let Ok(repo) = git::open(&rec.repo)
             {
                 // git forgot it entirely: keep its files by committing them from outside.
-                let msg = format!(
-                    "farm({name}): files recovered by resume\n\nFound in {path}, a worktree git no longer knew.\n\nFarm-Run: {run}\nFarm-Domain: {name}\nFarm-Outcome: recovered\n",
-                    name = d.name,
-                    run = rec.run_id,
-                    path = d.worktree.display()
-                );
-                match git::snapshot_dir_onto_branch(
-                    &repo,
-                    &d.worktree,
-                    &d.branch,
-                    &msg,
-                    &rec.plan.copy,
-                ) {
+                match save_orphaned_dir(&repo, rec, d, "resume") {
                     Ok(Some(c)) => out.push(FarmEvent::Committed {
                         domain: d.name.clone(),
                         commit: c.to_string(),

@@ -388,3 +388,20 @@ pub fn domain(name: &str, owns: &str, instructions: &str, extra: &str) -> String
     }
     s
 }
+
+/// Processes alive that agent-farm started for `run_id` (recognised by their environment).
+pub fn processes_of_run(run_id: &str) -> Vec<u32> {
+    let needle = format!("AGENT_FARM_RUN_ID={run_id}");
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| process_alive(*pid))
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .map(|env| env.split(|b| *b == 0).any(|kv| kv == needle.as_bytes()))
+                .unwrap_or(false)
+        })
+        .collect()
+}
