@@ -413,3 +413,30 @@ fn a_file_that_becomes_a_directory_lands() {
     assert_eq!(repo.read("cfg/main.toml"), "nested\n");
     assert_checkout_consistent(&repo, "after a file became a directory");
 }
+
+/// An effect that dies (a bug: a panic in its task) never hangs the run: the dispatcher hears
+/// of it as the effect's failure, the run ends with the work kept and says why.
+#[test]
+fn an_effect_that_panics_is_a_failure_not_a_hang() {
+    let repo = setup();
+    let out = repo
+        .farm_cmd(&repo.root, &["run", "--progress", "plain"])
+        .env("AGENT_FARM_FAULT", "panic:merge")
+        .output()
+        .unwrap();
+    let run = Run::from(out);
+    run.expect(6);
+    assert!(
+        run.stderr.contains("the effect's task failed"),
+        "{}",
+        run.stderr
+    );
+    // The domain's work is kept on its branch.
+    let branch = format!("farm/{}/api", repo.last_run());
+    assert!(
+        repo.farm_branches().contains(&branch),
+        "{:?}",
+        repo.farm_branches()
+    );
+    assert_checkout_consistent(&repo, "after a panicking merge");
+}

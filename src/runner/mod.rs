@@ -345,27 +345,42 @@ impl Farm {
         rx
     }
 
-    /// Spawn an effect that starts once every event published so far is on disk.
-    fn spawn_durable<F>(&self, f: F)
+    /// Spawn an effect that starts once every event published so far is on disk. If the effect
+    /// dies (a bug), `on_panic` says so as its result: the dispatcher always hears back.
+    fn spawn_durable<F>(&self, f: F, on_panic: impl FnOnce(String) -> Input + Send + 'static)
     where
-        F: std::future::Future<Output = Option<Input>> + Send + 'static,
+        F: std::future::Future<Output = Input> + Send + 'static,
     {
         let durable = self.persist.barrier();
         let tx = self.tx.clone();
         tokio::spawn(async move {
             let _ = durable.await;
-            if let Some(input) = f.await {
-                let _ = tx.send((now_ms(), input)).await;
-            }
+            let input = match tokio::spawn(f).await {
+                Ok(input) => input,
+                Err(e) => on_panic(format!("internal error: the effect's task failed: {e}")),
+            };
+            let _ = tx.send((now_ms(), input)).await;
         });
     }
 
     /// [`Farm::spawn_durable`] for blocking work (git).
-    fn spawn_blocking_durable<F>(&self, f: F)
-    where
+    fn spawn_blocking_durable<F>(
+        &self,
+        f: F,
+        on_panic: impl FnOnce(String) -> Input + Send + 'static,
+    ) where
         F: FnOnce() -> Input + Send + 'static,
     {
-        self.spawn_durable(async move { tokio::task::spawn_blocking(f).await.ok() });
+        let durable = self.persist.barrier();
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            let _ = durable.await;
+            let input = match tokio::task::spawn_blocking(f).await {
+                Ok(input) => input,
+                Err(e) => on_panic(format!("internal error: the effect's task failed: {e}")),
+            };
+            let _ = tx.send((now_ms(), input)).await;
+        });
     }
 
     fn emitter(&self, domain: &str) -> domain::Emitter {
@@ -398,10 +413,17 @@ impl Farm {
             Action::Emit(ev) => self.publish(at, ev),
             Action::ComputeStart { domain } => {
                 let plan = start_plan(self.dispatcher.record(), &domain);
-                self.spawn_blocking_durable(move || Input::StartComputed {
-                    result: start_commit(plan).map(|c| c.to_string()),
-                    domain,
-                });
+                let d = domain.clone();
+                self.spawn_blocking_durable(
+                    move || Input::StartComputed {
+                        result: start_commit(plan).map(|c| c.to_string()),
+                        domain,
+                    },
+                    move |e| Input::StartComputed {
+                        domain: d,
+                        result: Err(e),
+                    },
+                );
             }
             Action::Prepare {
                 domain,
@@ -469,23 +491,34 @@ impl Farm {
             }
             Action::Recover { reset_blocked } => {
                 let rec = self.dispatcher.record().clone();
-                self.spawn_blocking_durable(move || {
-                    let mut events = finish::recover_run(&rec);
-                    for d in reset_blocked {
-                        events.extend(finish::reset_blocked(&rec, &d));
-                    }
-                    Input::Recovered(events)
-                });
+                self.spawn_blocking_durable(
+                    move || {
+                        let mut events = finish::recover_run(&rec);
+                        for d in reset_blocked {
+                            events.extend(finish::reset_blocked(&rec, &d));
+                        }
+                        Input::Recovered(events)
+                    },
+                    |e| {
+                        Input::Recovered(vec![FarmEvent::Warning {
+                            domain: None,
+                            message: e,
+                        }])
+                    },
+                );
             }
             Action::PredictConflicts { candidates } => {
                 let rec = self.dispatcher.record();
                 let (repo, integration) = (rec.repo.clone(), rec.integration_branch.clone());
-                self.spawn_blocking_durable(move || {
-                    Input::Predicted(
-                        finish::predict_conflicts(&repo, &integration, &candidates)
-                            .map_err(|e| e.to_string()),
-                    )
-                });
+                self.spawn_blocking_durable(
+                    move || {
+                        Input::Predicted(
+                            finish::predict_conflicts(&repo, &integration, &candidates)
+                                .map_err(|e| e.to_string()),
+                        )
+                    },
+                    |e| Input::Predicted(Err(e)),
+                );
             }
             Action::Merge { domain, head } => {
                 let rec = self.dispatcher.record();
@@ -495,6 +528,7 @@ impl Farm {
                     rec.run_id.clone(),
                 );
                 let (journal, names) = (self.journal.clone(), self.names.clone());
+                let d = domain.clone();
                 self.spawn_blocking_durable(move || {
                     let msg = format!(
                         "farm: merge domain `{domain}` (run {run_id})\n\nFarm-Run: {run_id}\nFarm-Domain: {domain}\n"
@@ -511,53 +545,75 @@ impl Farm {
                     })()
                     .map_err(|e| e.to_string());
                     Input::MergeDone { domain, result }
-                });
+                }, move |e| Input::MergeDone { domain: d, result: Err(e) });
             }
             Action::TakeLandLock => {
                 let common = self.dispatcher.record().common_dir.clone();
                 let slot = self.land_lock.clone();
                 // One run lands at a time in a repository: this may wait for another run.
-                self.spawn_blocking_durable(move || {
-                    Input::LandLock(match crate::lock::LandLock::acquire(&common) {
-                        Ok(l) => {
-                            if let Ok(mut s) = slot.lock() {
-                                *s = Some(l);
+                self.spawn_blocking_durable(
+                    move || {
+                        Input::LandLock(match crate::lock::LandLock::acquire(&common) {
+                            Ok(l) => {
+                                if let Ok(mut s) = slot.lock() {
+                                    *s = Some(l);
+                                }
+                                Ok(())
                             }
-                            Ok(())
-                        }
-                        Err(e) => Err(e.to_string()),
-                    })
-                });
+                            Err(e) => Err(e.to_string()),
+                        })
+                    },
+                    |e| Input::LandLock(Err(e)),
+                );
             }
             Action::PlanLanding => {
                 let rec = self.dispatcher.record();
                 let req = finish::LandingRequest::of(rec);
-                self.spawn_blocking_durable(move || {
-                    Input::LandingPlanned(req.plan().map_err(|e| e.to_string()))
-                });
+                self.spawn_blocking_durable(
+                    move || Input::LandingPlanned(req.plan().map_err(|e| e.to_string())),
+                    |e| Input::LandingPlanned(Err(e)),
+                );
             }
             Action::Verify { commit } => {
                 let rec = self.dispatcher.record().clone();
                 let (journal, names) = (self.journal.clone(), self.names.clone());
                 let cancel = self.interrupt_rx();
-                self.spawn_durable(async move {
-                    Some(finish::run_verify(&rec, journal, names, &commit, cancel).await)
-                });
+                self.spawn_durable(
+                    async move { finish::run_verify(&rec, journal, names, &commit, cancel).await },
+                    |e| Input::Verified {
+                        passed: false,
+                        end: crate::events::AttemptEnd::SpawnFailed { message: e.clone() },
+                        duration_ms: 0,
+                        log: String::new(),
+                        setup_error: Some(e),
+                    },
+                );
             }
             Action::Land { old, new, .. } => {
                 let rec = self.dispatcher.record();
                 let req = finish::LandingRequest::of(rec);
                 let journal = self.journal.clone();
-                self.spawn_blocking_durable(move || {
-                    Input::LandDone(req.land(&journal, old, &new).map_err(|e| e.to_string()))
-                });
+                self.spawn_blocking_durable(
+                    move || {
+                        Input::LandDone(req.land(&journal, old, &new).map_err(|e| e.to_string()))
+                    },
+                    |e| Input::LandDone(Err(e)),
+                );
             }
             Action::Cleanup { remove_worktrees } => {
                 let rec = self.dispatcher.record().clone();
                 let journal = self.journal.clone();
-                self.spawn_blocking_durable(move || {
-                    Input::Cleaned(finish::cleanup_run(&rec, &journal, remove_worktrees, false))
-                });
+                self.spawn_blocking_durable(
+                    move || {
+                        Input::Cleaned(finish::cleanup_run(&rec, &journal, remove_worktrees, false))
+                    },
+                    |e| {
+                        Input::Cleaned(vec![FarmEvent::Warning {
+                            domain: None,
+                            message: format!("cleanup failed: {e}"),
+                        }])
+                    },
+                );
             }
             Action::Finish => {}
         }
