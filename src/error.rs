@@ -119,6 +119,10 @@ pub enum PreflightError {
     AgentNotFound { program: String },
     #[error("--agent custom needs `agent.command` in the plan")]
     CustomAgentNeedsCommand,
+    #[error(
+        "`commit.gpgsign` is set ({origin}): git would sign every commit, and agent-farm cannot sign the commits it makes yet, so it makes none unsigned; turn signing off for this repository while the farm runs (`git config --local commit.gpgsign false`) and sign the landed result yourself"
+    )]
+    SigningRequired { origin: String },
     #[error("worktree root {path} cannot be used: {message}")]
     WorktreeRoot { path: PathBuf, message: String },
     #[error("file to copy into worktrees not found: {path} (listed in `prepare.copy`)")]

@@ -140,6 +140,17 @@ pub fn preflight(cwd: &Path, args: &RunRequest) -> anyhow::Result<Prepared> {
         plan.agent.program = Some(p.clone());
     }
     let repo = git::open(&repo_info.workdir)?;
+    // The user's commit rules: git would sign every commit, and agent-farm cannot (yet).
+    if let Ok(cfg) = repo.config()
+        && cfg.get_bool("commit.gpgsign").unwrap_or(false)
+    {
+        let origin = cfg
+            .get_entry("commit.gpgsign")
+            .ok()
+            .map(|e| format!("{:?} configuration", e.level()).to_lowercase())
+            .unwrap_or_else(|| "git configuration".into());
+        return Err(PreflightError::SigningRequired { origin }.into());
+    }
     let base = match plan.base.clone().or_else(|| repo_info.head_branch.clone()) {
         Some(b) => b,
         None => return Err(PreflightError::NoBase.into()),

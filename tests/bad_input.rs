@@ -562,3 +562,14 @@ fn unknown_cli_flag() {
         assert!(run.stdout.is_empty(), "{args:?} printed:\n{}", run.stdout);
     }
 }
+
+/// git would sign every commit (`commit.gpgsign`), agent-farm cannot: refused before anything
+/// is created, naming the setting.
+#[test]
+fn commit_signing_is_refused_before_anything_is_created() {
+    let repo = repo_with_plan(&sim_plan("", &domain("a", "a/**", "write a/x x", "")));
+    repo.git(&["config", "--local", "commit.gpgsign", "true"]);
+    let run = run_fails(&repo, 4);
+    assert!(run.stderr.contains("commit.gpgsign"), "{}", run.stderr);
+    assert!(run.stderr.contains("local configuration"), "{}", run.stderr);
+}
