@@ -149,7 +149,8 @@ impl DomainRecord {
             .iter()
             .filter_map(|a| a.usage.as_ref())
             .map(|u| u.cost_usd)
-            .sum()
+            // An empty float sum is -0.0, which prints as "-0.0": start from +0.0.
+            .fold(0.0, |a, b| a + b)
     }
     pub fn tokens(&self) -> (u64, u64) {
         self.attempts
@@ -712,6 +713,38 @@ pub fn list_runs(common_dir: &Path) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn no_cost_is_zero_not_minus_zero() {
+        let plan = crate::plan::parse(
+            Path::new("farm.yaml"),
+            "version: 1\nagent:\n  preset: sim\ndomains:\n  - name: a\n    owns: [\"a/**\"]\n    prompt: x\n",
+            |_| Ok(String::new()),
+        )
+        .unwrap();
+        let opts = RunOptions {
+            jobs: 1,
+            fail_fast: false,
+            keep_worktrees: false,
+            no_merge: false,
+            deadline_ms: None,
+            retries: None,
+        };
+        let rec = RunRecord::new(
+            "r".into(),
+            "/r".into(),
+            "/r/.git".into(),
+            plan,
+            "main".into(),
+            "b".repeat(40),
+            "main".into(),
+            "/wt".into(),
+            opts,
+        );
+        let cost = rec.domain("a").unwrap().cost_usd();
+        assert!(cost == 0.0 && cost.is_sign_positive(), "{cost:?}");
+        assert_eq!(format!("{cost:.2}"), "0.00");
+    }
 
     #[test]
     fn run_ids_sort_by_time() {

@@ -165,7 +165,7 @@ pub fn build(rec: &RunRecord, now_ms: u64) -> Report {
         bottleneck,
         jobs: rec.options.jobs,
         slots,
-        total_cost_usd: domains.iter().map(|d| d.cost_usd).sum(),
+        total_cost_usd: domains.iter().map(|d| d.cost_usd).fold(0.0, |a, b| a + b),
         total_input_tokens: domains.iter().map(|d| d.input_tokens).sum(),
         total_output_tokens: domains.iter().map(|d| d.output_tokens).sum(),
     };

@@ -111,7 +111,11 @@ impl StreamState {
                             .and_then(Value::as_str)
                             .unwrap_or("unknown")
                             .to_string(),
-                        delay_ms: v.get("retry_delay_ms").and_then(Value::as_u64).unwrap_or(0),
+                        // The CLI sends a float (1230.63) as often as an integer.
+                        delay_ms: v
+                            .get("retry_delay_ms")
+                            .and_then(Value::as_f64)
+                            .map_or(0, |ms| ms.max(0.0).round() as u64),
                     });
                 }
                 _ => {}
@@ -400,8 +404,17 @@ mod tests {
             obs[0],
             Observation::ApiRetry {
                 status: Some(429),
+                delay_ms: 511,
                 ..
             }
         ));
+        // A fractional delay is a delay, not zero.
+        let (_, obs) = feed_all(&[
+            r#"{"type":"system","subtype":"api_retry","attempt":2,"max_retries":10,"retry_delay_ms":1230.63,"error_status":529,"error":"overloaded"}"#,
+        ]);
+        assert!(
+            matches!(obs[0], Observation::ApiRetry { delay_ms: 1231, .. }),
+            "{obs:?}"
+        );
     }
 }
