@@ -176,10 +176,7 @@ impl Journal {
                 .append(true)
                 .open(&self.path)?;
             // A line torn by a kill is ended first, so that it never glues onto the next one.
-            let torn = std::fs::read(&self.path)
-                .map(|b| b.last().is_some_and(|c| *c != b'\n'))
-                .unwrap_or(false);
-            if torn {
+            if ends_mid_line(&self.path) {
                 f.write_all(b"\n")?;
             }
             if !existed && let Some(dir) = self.path.parent() {
@@ -207,11 +204,7 @@ impl Journal {
             at_ms: now_ms(),
             effect,
         })?;
-        Ok(Intent {
-            journal: self,
-            id,
-            ended: false,
-        })
+        Ok(Intent { journal: self, id })
     }
 
     /// Close an intent found open by [`open_intents`] (recovery finished or undid it).
@@ -230,12 +223,10 @@ impl Journal {
 pub struct Intent<'a> {
     journal: &'a Journal,
     id: String,
-    ended: bool,
 }
 
 impl Intent<'_> {
-    pub fn end(mut self, outcome: &str) {
-        self.ended = true;
+    pub fn end(self, outcome: &str) {
         if let Err(e) = self.journal.append(&Line::End {
             id: self.id.clone(),
             at_ms: now_ms(),
@@ -250,11 +241,21 @@ impl Intent<'_> {
     pub fn id(&self) -> &str {
         &self.id
     }
+}
 
-    /// Whether `end` was called.
-    pub fn ended(&self) -> bool {
-        self.ended
-    }
+/// Whether the file at `path` ends in the middle of a line (a line a kill tore), reading only
+/// its last byte. For every append-only line file: the journal, `events.jsonl`, reflogs.
+pub fn ends_mid_line(path: &Path) -> bool {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return false;
+    };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let mut last = [0u8; 1];
+    len > 0
+        && f.seek(SeekFrom::Start(len - 1)).is_ok()
+        && f.read_exact(&mut last).is_ok()
+        && last[0] != b'\n'
 }
 
 /// Every effect the journal records as begun, oldest first, with its outcome if it ended.

@@ -667,7 +667,7 @@ fn append_reflogs(
         if let Some(d) = log.parent() {
             let _ = std::fs::create_dir_all(d);
         }
-        let torn = std::fs::read(&log).is_ok_and(|b| b.last().is_some_and(|c| *c != b'\n'));
+        let torn = crate::journal::ends_mid_line(&log);
         if let Ok(mut f) = std::fs::OpenOptions::new()
             .create(true)
             .append(true)

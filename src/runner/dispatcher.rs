@@ -323,8 +323,9 @@ impl Dispatcher {
         &self.record
     }
 
-    pub fn into_record(self) -> RunRecord {
-        self.record
+    /// The plan's ownership rules, compiled once for the run.
+    pub fn ownership(&self) -> Option<&OwnershipMap> {
+        self.ownership.as_ref()
     }
 
     /// Whether the run is over (`Finish` was decided).

@@ -642,7 +642,8 @@ impl Farm {
         let dr = rec.domain(name)?;
         let mut setup = rec.plan.setup.clone();
         setup.extend(d.setup.iter().cloned());
-        let ownership = crate::ownership::OwnershipMap::for_plan(&rec.plan).ok()?;
+        // Compiled once for the run (a plan's globs), not for every effect of every domain.
+        let ownership = self.dispatcher.ownership()?.clone();
         let mut agent = rec.plan.agent.clone();
         if agent.preset == crate::plan::Preset::Claude {
             // Prevention: the CLI itself refuses edits into other domains' paths.

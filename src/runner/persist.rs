@@ -34,18 +34,6 @@ fn write_atomic(path: &std::path::Path, json: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
-fn ends_mid_line(f: &mut std::fs::File) -> std::io::Result<bool> {
-    use std::io::{Read, Seek, SeekFrom};
-    let len = f.metadata()?.len();
-    if len == 0 {
-        return Ok(false);
-    }
-    f.seek(SeekFrom::Start(len - 1))?;
-    let mut last = [0u8; 1];
-    f.read_exact(&mut last)?;
-    Ok(last[0] != b'\n')
-}
-
 impl Persister {
     pub fn start(events_path: PathBuf) -> std::io::Result<Persister> {
         if let Some(p) = events_path.parent() {
@@ -60,7 +48,7 @@ impl Persister {
             // A new log begins with its header (events.rs, `Header`).
             log.write_all(format!("{}\n", crate::events::Header::line()).as_bytes())?;
             log.sync_data()?;
-        } else if ends_mid_line(&mut log)? {
+        } else if crate::journal::ends_mid_line(&events_path) {
             // A process killed mid-line left a torn last line: end it, so that the next event
             // starts a line of its own (readers skip the torn one).
             log.write_all(b"\n")?;
