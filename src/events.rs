@@ -174,6 +174,13 @@ pub enum FarmEvent {
         domain: Option<String>,
         message: String,
     },
+    /// Processes that outlived an agent attempt (daemons, background jobs, whatever their
+    /// group, session or environment), ended by agent-farm's supervisor.
+    ProcessesEnded {
+        domain: String,
+        attempt: u32,
+        processes: Vec<crate::vocab::EndedProcess>,
+    },
     Interrupted {
         reason: String,
     },

@@ -22,6 +22,7 @@ pub mod reporter;
 pub mod runner;
 pub mod session;
 pub mod sim;
+pub mod supervise;
 pub mod txn;
 pub mod vocab;
 pub mod watch;

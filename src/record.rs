@@ -121,6 +121,9 @@ pub struct DomainRecord {
     pub conflict_paths: Vec<String>,
     #[serde(default)]
     pub violations: Vec<Violation>,
+    /// Processes that outlived its agent and were ended by the supervisor.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ended_processes: Vec<crate::vocab::EndedProcess>,
     /// Set by resume: the agent already succeeded, only the steps after it remain.
     #[serde(default)]
     pub after_agent: bool,
@@ -300,6 +303,7 @@ impl RunRecord {
                         deletions: 0,
                         conflict_paths: Vec::new(),
                         violations: Vec::new(),
+                        ended_processes: Vec::new(),
                         after_agent: false,
                         started_ms: None,
                         ended_ms: None,
@@ -593,6 +597,13 @@ impl RunRecord {
                 }
             }
             BranchKept { .. } => {}
+            ProcessesEnded {
+                domain, processes, ..
+            } => {
+                if let Some(d) = self.domains.get_mut(domain) {
+                    d.ended_processes.extend(processes.iter().cloned());
+                }
+            }
             Warning { domain, message } => self.warnings.push(match domain {
                 Some(d) => format!("{d}: {message}"),
                 None => message.clone(),

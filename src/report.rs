@@ -33,6 +33,9 @@ pub struct DomainRow {
     pub session_id: Option<String>,
     pub denials: Vec<Denial>,
     pub violations: Vec<Violation>,
+    /// Processes that outlived its agent, ended by the supervisor.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ended_processes: Vec<crate::vocab::EndedProcess>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -137,6 +140,7 @@ pub fn build(rec: &RunRecord, now_ms: u64) -> Report {
             session_id: d.session_id().map(str::to_owned),
             denials: d.denials(),
             violations: d.violations.clone(),
+            ended_processes: d.ended_processes.clone(),
         })
         .collect();
     let busy_ms: u64 = domains.iter().map(|d| d.duration_ms).sum();
@@ -347,16 +351,40 @@ impl Report {
             out.push_str("ownership violations:\n");
             for d in violating {
                 for v in &d.violations {
-                    out.push_str(&format!(
-                        "  {}: {} {} (owner: {}; {}; {})\n",
-                        d.domain,
-                        v.change,
-                        v.path,
-                        v.owner.as_deref().unwrap_or("nobody"),
-                        v.detected.describe(),
-                        v.action
-                    ));
+                    match &v.outside {
+                        Some(outside) => out.push_str(&format!(
+                            "  {}: {} {} — outside its worktree, in {outside} ({}; {})\n",
+                            d.domain,
+                            v.change,
+                            v.path,
+                            v.detected.describe(),
+                            v.action
+                        )),
+                        None => out.push_str(&format!(
+                            "  {}: {} {} (owner: {}; {}; {})\n",
+                            d.domain,
+                            v.change,
+                            v.path,
+                            v.owner.as_deref().unwrap_or("nobody"),
+                            v.detected.describe(),
+                            v.action
+                        )),
+                    }
                 }
+            }
+        }
+        for d in self
+            .domains
+            .iter()
+            .filter(|d| !d.ended_processes.is_empty())
+        {
+            out.push_str(&format!(
+                "{}: ended {} process(es) its agent left running:\n",
+                d.domain,
+                d.ended_processes.len()
+            ));
+            for p in &d.ended_processes {
+                out.push_str(&format!("  pid {} `{}` ({})\n", p.pid, p.command, p.signal));
             }
         }
         for c in &self.collisions {

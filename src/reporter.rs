@@ -172,16 +172,38 @@ pub fn describe(ev: &FarmEvent) -> Option<String> {
         OwnershipViolation {
             domain,
             violation: v,
+        } => match &v.outside {
+            Some(outside) => format!(
+                "{domain}: OUTSIDE ITS WORKTREE {} {} in {outside} ({}, {})",
+                v.change,
+                v.path,
+                v.detected.describe(),
+                v.action
+            ),
+            None => format!(
+                "{domain}: OWNERSHIP {} {} {} ({}, {})",
+                v.change,
+                v.path,
+                match &v.owner {
+                    Some(o) => format!("owned by {o}"),
+                    None => "owned by no domain".to_string(),
+                },
+                v.detected.describe(),
+                v.action
+            ),
+        },
+        ProcessesEnded {
+            domain,
+            attempt,
+            processes,
         } => format!(
-            "{domain}: OWNERSHIP {} {} {} ({}, {})",
-            v.change,
-            v.path,
-            match &v.owner {
-                Some(o) => format!("owned by {o}"),
-                None => "owned by no domain".to_string(),
-            },
-            v.detected.describe(),
-            v.action
+            "{domain}: ended {} process(es) left running by attempt {attempt}: {}",
+            processes.len(),
+            processes
+                .iter()
+                .map(|p| format!("{} `{}` ({})", p.pid, p.command, p.signal))
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
         Collision { path, domains } => {
             format!("COLLISION: {path} changed by {}", domains.join(" and "))

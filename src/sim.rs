@@ -16,6 +16,7 @@
 //! | `mkdir PATH` | create a directory and its parents |
 //! | `symlink TARGET PATH` | create a symbolic link PATH → TARGET |
 //! | `print TEXT` / `eprint TEXT` | write a line to stdout / stderr |
+//! | `sh COMMAND` | run `sh -c COMMAND` (its failure is reported on stderr, the agent goes on) |
 //! | `sleep DURATION` | sleep (`200ms`, `2s`) |
 //! | `touch PATH` | create PATH empty if missing (a marker for tests) |
 //! | `wait-for PATH [DURATION]` | block until PATH exists (default 60s), exit 3 if it never does |
@@ -191,6 +192,19 @@ fn step(line: usize, instr: &str) -> Result<(), (i32, String)> {
             let _ = std::io::stdout().flush();
         }
         "eprint" => eprintln!("{}", unescape(rest)),
+        "sh" => {
+            need(!rest.is_empty())?;
+            // Like a model running a shell command: its failure is output, not the end.
+            let status = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(rest)
+                .stdin(std::process::Stdio::null())
+                .status()
+                .map_err(|e| io(line, "sh", e))?;
+            if !status.success() {
+                eprintln!("sim-agent: line {line}: `{rest}` failed: {status}");
+            }
+        }
         "sleep" => std::thread::sleep(parse_duration(line, rest)?),
         "touch" => {
             need(!arg1.is_empty())?;

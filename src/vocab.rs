@@ -190,6 +190,10 @@ pub enum Detected {
     Live,
     /// The audit of the domain's full diff before merging (authoritative).
     Audit,
+    /// agent-farm's write guard stopped the write at the system call: a process of the agent
+    /// tried to write outside its worktree (another domain's worktree, the main checkout, git's
+    /// shared refs). Nothing was written.
+    Guard,
 }
 
 impl Detected {
@@ -200,6 +204,7 @@ impl Detected {
             Detected::ToolUse => "tool use",
             Detected::Live => "seen live",
             Detected::Audit => "found at audit",
+            Detected::Guard => "blocked by the write guard",
         }
     }
 }
@@ -215,6 +220,21 @@ pub struct Violation {
     pub detected: Detected,
     /// What agent-farm did about it: reported, blocked, reverted, stopped, refused.
     pub action: String,
+    /// Where the write went when it was outside the domain's worktree ("the worktree of domain
+    /// b", "the main checkout", "ref refs/heads/main"); `path` is then absolute.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outside: Option<String>,
+}
+
+/// A process agent-farm ended because it outlived the command that started it (a daemon, a
+/// background job), found by the supervisor whatever its process group, session or environment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndedProcess {
+    pub pid: u32,
+    /// Its command line (abbreviated).
+    pub command: String,
+    /// The signal that ended it: SIGTERM, or SIGKILL when it outlived the grace period.
+    pub signal: String,
 }
 
 /// Whether a tool of the agent's writes files (its denial names a path, its refusal is a
@@ -414,7 +434,7 @@ mod tests {
             "crash"
         ]);
         assert_eq!(serde_json::to_value(FailureKind::VARIANTS).unwrap(), kinds);
-        let detected = json!(["prevented", "tool_use", "live", "audit"]);
+        let detected = json!(["prevented", "tool_use", "live", "audit", "guard"]);
         assert_eq!(serde_json::to_value(Detected::VARIANTS).unwrap(), detected);
     }
 

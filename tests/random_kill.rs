@@ -97,12 +97,13 @@ fn scenario() -> TestRepo {
                 "wait-for db/schema.sql 1ms\nsleep 300ms\nwrite api/users.rs list users",
                 "depends_on: [db]",
             ),
-            // The pid file lands beside the run's worktrees (<root>/docs-child.pid), outside
-            // the worktree and the repository; the path is the same in every repository.
+            // The pid file lands beside the repository and its worktrees (<tmp>/docs-child.pid),
+            // outside every zone the write guard protects; the path is the same in every
+            // repository.
             domain(
                 "docs",
                 "docs/**",
-                "spawn-child ../../docs-child.pid\nsleep 250ms\nwrite docs/users.md users\nsleep 350ms\nappend docs/users.md more",
+                "spawn-child ../../../docs-child.pid\nsleep 250ms\nwrite docs/users.md users\nsleep 350ms\nappend docs/users.md more",
                 "",
             ),
         ]

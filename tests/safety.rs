@@ -34,13 +34,18 @@ fn commits_on_a_detached_head_stay_on_the_branch() {
     repo.assert_matches_report();
 }
 
+/// Without the write guard (which refuses an agent's new branch: see tests/containment.rs),
+/// commits an agent makes on a branch of its own are secured under a farm ref.
 #[test]
 fn commits_on_another_branch_are_kept_under_a_farm_ref() {
     let repo = TestRepo::new();
-    repo.write_plan(&custom_plan(
-        "git checkout -q -b side HEAD~1 && mkdir -p a && echo side > a/side.txt && git add a && git commit -qm 'agent went elsewhere'",
-        "",
-    ));
+    repo.write_plan(
+        &custom_plan(
+            "git checkout -q -b side HEAD~1 && mkdir -p a && echo side > a/side.txt && git add a && git commit -qm 'agent went elsewhere'",
+            "",
+        )
+        .replace("domains:\n", "ownership:\n  guard: false\ndomains:\n"),
+    );
     let run = repo.farm(&["run", "--progress", "plain"]);
     let id = repo.last_run();
     let stray = format!("refs/farm/{id}/a/off-branch");

@@ -496,6 +496,7 @@ fn validate(
             ignore: raw.ownership.ignore,
             policy: raw.ownership.policy.unwrap_or_default(),
             stop_on_violation: raw.ownership.stop_on_violation.unwrap_or(false),
+            guard: raw.ownership.guard.unwrap_or(true),
         },
         verify: raw.verify,
         domains,

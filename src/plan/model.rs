@@ -228,6 +228,8 @@ pub struct RawOwnership {
     pub policy: Option<Policy>,
     /// Terminate an agent at its first violation seen while it runs.
     pub stop_on_violation: Option<bool>,
+    /// Block agents' writes outside their worktrees at the system call (Linux; default true).
+    pub guard: Option<bool>,
 }
 
 /// The plan's ownership rules, with defaults applied.
@@ -237,6 +239,9 @@ pub struct OwnershipConfig {
     pub ignore: Vec<String>,
     pub policy: Policy,
     pub stop_on_violation: bool,
+    /// The write guard (see [`crate::supervise`]); records written before it existed had it off.
+    #[serde(default)]
+    pub guard: bool,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

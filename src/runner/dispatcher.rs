@@ -92,6 +92,25 @@ pub enum DomainMsg {
     },
     /// The task died (a bug); the domain ends failed.
     Died(String),
+    /// Whether the write guard holds for the agent (sent once per attempt).
+    Guard {
+        active: bool,
+        reason: Option<String>,
+    },
+    /// The write guard refused a write of the agent's outside its worktree.
+    Blocked {
+        attempt: u32,
+        pid: u32,
+        command: String,
+        /// write, rename, delete, mkdir…
+        op: String,
+        /// Absolute.
+        path: String,
+        /// The domain whose worktree it is, if it is one.
+        owner: Option<String>,
+        /// Where it is: "the worktree of domain b", "the main checkout"…
+        outside: String,
+    },
 }
 
 /// Timers the dispatcher arms.
@@ -268,6 +287,8 @@ struct LiveOwnership {
     /// Domains stopped for a violation.
     stopped: BTreeSet<String>,
     fallback_reported: bool,
+    /// The guard's absence was reported.
+    guard_reported: bool,
 }
 
 pub struct Dispatcher {
@@ -744,6 +765,58 @@ impl Dispatcher {
                         DomainStatus::Failed,
                         Some(format!("internal error: the domain's task failed: {e}")),
                     );
+                }
+            }
+            DomainMsg::Guard { active, reason } => {
+                if !active && !self.live.guard_reported {
+                    self.live.guard_reported = true;
+                    self.emit(FarmEvent::Warning {
+                        domain: Some(domain),
+                        message: format!(
+                            "the write guard is not available ({}); writes outside the worktrees are not blocked, only the audits can find them (said once per run)",
+                            reason.as_deref().unwrap_or("unknown reason")
+                        ),
+                    });
+                }
+            }
+            DomainMsg::Blocked {
+                attempt: _,
+                pid,
+                command,
+                op,
+                path,
+                owner,
+                outside,
+            } => {
+                let stop = self.record.plan.ownership.stop_on_violation;
+                let stopping = stop && self.live.stopped.insert(domain.clone());
+                self.emit(FarmEvent::OwnershipViolation {
+                    domain: domain.clone(),
+                    violation: Violation {
+                        path: path.clone(),
+                        owner,
+                        change: format!("{op} by `{command}` (pid {pid})"),
+                        detected: Detected::Guard,
+                        action: if stopping {
+                            "blocked; stopped"
+                        } else {
+                            "blocked"
+                        }
+                        .into(),
+                        outside: Some(outside.clone()),
+                    },
+                });
+                if stopping {
+                    self.act(Action::Cancel {
+                        domain: Some(domain),
+                        cancel: Cancel {
+                            reason: format!(
+                                "stopped at its first write outside its worktree ({path}, in {outside})"
+                            ),
+                            immediate: false,
+                            interrupt: false,
+                        },
+                    });
                 }
             }
         }
@@ -1313,6 +1386,7 @@ impl Dispatcher {
                 change: "write".into(),
                 detected,
                 action: action.into(),
+                outside: None,
             },
         }]
     }
@@ -1398,6 +1472,7 @@ impl Dispatcher {
                     change,
                     detected: Detected::Live,
                     action: if stopping { "stopped" } else { "reported" }.into(),
+                    outside: None,
                 },
             });
             if stopping {

@@ -3,7 +3,7 @@
 //! domain's own verify). This is the unit a remote worker would run on its own; it reports only
 //! through messages to the dispatcher and never touches the run record or other domains.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -45,6 +45,8 @@ pub struct DomainJob {
     pub names: crate::names::RunNames,
     /// Live watching: the run's watcher (how the worktree ended up watched is reported as an input).
     pub watch: Option<std::sync::Arc<crate::watch::Watcher>>,
+    /// The run's protected zones for the write guard; `None`: no guard (`ownership.guard: false`).
+    pub guard_zones: Option<std::sync::Arc<Vec<crate::supervise::Zone>>>,
 }
 
 /// Where a domain's effects report: the driver's input channel.
@@ -214,7 +216,71 @@ fn spec_for(job: &DomainJob, argv: Vec<String>, log: PathBuf) -> ProcSpec {
         grace: job.agent.grace,
         idle_timeout: None,
         stdout_lines: None,
+        supervise: Some(process::Supervision {
+            exe: job.self_exe.clone(),
+            guard: None,
+            reports: None,
+        }),
     }
+}
+
+/// Where the domain's agent may not write: every protected zone of the run (see
+/// [`crate::supervise`]), except its own worktree, git's entry for it and its branch's ref.
+fn guard_policy(job: &DomainJob) -> Option<crate::supervise::GuardPolicy> {
+    let zones = job.guard_zones.as_ref()?;
+    let canon = |p: &Path| -> PathBuf {
+        std::fs::canonicalize(p).unwrap_or_else(|_| crate::supervise::normalize(p))
+    };
+    let common = canon(&job.common_dir);
+    let ref_file = common.join("refs/heads").join(&job.branch);
+    let mut lock = ref_file.clone().into_os_string();
+    lock.push(".lock");
+    Some(crate::supervise::GuardPolicy {
+        own: vec![
+            canon(&job.worktree),
+            common.join("worktrees").join(&job.worktree_admin),
+            ref_file,
+            PathBuf::from(lock),
+            common.join("logs/refs/heads").join(&job.branch),
+        ],
+        zones: zones.to_vec(),
+    })
+}
+
+/// What a refused write reached, for the report: another domain's worktree is named.
+fn outside_label(job: &DomainJob, path: &Path, zone: &str) -> (Option<String>, String) {
+    let run_dir = job
+        .worktree
+        .parent()
+        .map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf()));
+    if let Some(rest) = run_dir.as_deref().and_then(|d| path.strip_prefix(d).ok())
+        && let Some(first) = rest.components().next()
+    {
+        let other = first.as_os_str().to_string_lossy().into_owned();
+        if other == ".verify" {
+            return (None, "the verify worktree".into());
+        }
+        return (
+            Some(other.clone()),
+            format!("the worktree of domain {other}"),
+        );
+    }
+    // In git's directory: name the ref or the index rather than the directory.
+    let common = std::fs::canonicalize(&job.common_dir).unwrap_or_else(|_| job.common_dir.clone());
+    if let Ok(rest) = path.strip_prefix(&common) {
+        let rest = rest.to_string_lossy();
+        let rest = rest.strip_suffix(".lock").unwrap_or(&rest);
+        if rest.starts_with("refs/") {
+            return (None, format!("ref {rest}"));
+        }
+        if rest == "index" {
+            return (None, "the main checkout's index".into());
+        }
+        if rest == "HEAD" || rest == "packed-refs" || rest == "config" {
+            return (None, format!("git's {rest}"));
+        }
+    }
+    (None, zone.to_string())
 }
 
 /// Create the domain's branch and worktree, watch it, run setup. Reports `Prepared`.
@@ -311,6 +377,42 @@ pub async fn attempt(job: DomainJob, em: Emitter, cancel: CancelRx, attempt: u32
     } else {
         drop(line_tx);
     }
+    // The write guard's reports go to the dispatcher as they happen.
+    let (guard_tx, mut guard_rx) = tokio::sync::mpsc::unbounded_channel();
+    if let Some(sv) = spec.supervise.as_mut() {
+        sv.guard = guard_policy(&job);
+        sv.reports = Some(guard_tx);
+    }
+    let (gjob, gem) = (job.clone(), em.clone());
+    let guard_task = tokio::spawn(async move {
+        while let Some(r) = guard_rx.recv().await {
+            let msg = match r {
+                crate::supervise::Report::Guard { active, reason } => {
+                    DomainMsg::Guard { active, reason }
+                }
+                crate::supervise::Report::Blocked {
+                    pid,
+                    command,
+                    op,
+                    path,
+                    zone,
+                } => {
+                    let (owner, outside) = outside_label(&gjob, &path, &zone);
+                    DomainMsg::Blocked {
+                        attempt,
+                        pid,
+                        command,
+                        op,
+                        path: path.display().to_string(),
+                        owner,
+                        outside,
+                    }
+                }
+                _ => continue,
+            };
+            gem.msg(msg).await;
+        }
+    });
     let mut c2 = cancel.clone();
     let spawned_ms = now_ms();
     let run = tokio::spawn(async move {
@@ -349,8 +451,11 @@ pub async fn attempt(job: DomainJob, em: Emitter, cancel: CancelRx, attempt: u32
             },
             duration: Duration::ZERO,
             leftovers: Vec::new(),
+            ended: Vec::new(),
         },
     };
+    // Every refused write is reported before the attempt is.
+    let _ = guard_task.await;
     let refused = stream.usage.denials.len();
     if structured && !matches!(r.end, AttemptEnd::SpawnFailed { .. }) {
         em.send(FarmEvent::AgentUsageReported {
@@ -378,6 +483,14 @@ pub async fn attempt(job: DomainJob, em: Emitter, cancel: CancelRx, attempt: u32
                 r.leftovers.len(),
                 r.leftovers
             ),
+        })
+        .await;
+    }
+    if !r.ended.is_empty() {
+        em.send(FarmEvent::ProcessesEnded {
+            domain: name.clone(),
+            attempt,
+            processes: r.ended.clone(),
         })
         .await;
     }
@@ -703,6 +816,7 @@ async fn apply_policy(
                 change: f.change,
                 detected: Detected::Audit,
                 action: action.clone(),
+                outside: None,
             },
         })
         .await;

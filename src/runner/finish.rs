@@ -166,8 +166,27 @@ pub async fn run_verify(
                 grace: rec.plan.agent.grace,
                 idle_timeout: None,
                 stdout_lines: None,
+                supervise: Some(process::Supervision {
+                    exe: super::agent::self_exe(),
+                    guard: None,
+                    reports: None,
+                }),
             };
             let r = process::run(&spec, |_| {}, &mut cancel).await;
+            if !r.ended.is_empty() {
+                let _ = process::log_line(
+                    &log,
+                    &format!(
+                        "agent-farm: ended {} process(es) verify left running: {}",
+                        r.ended.len(),
+                        r.ended
+                            .iter()
+                            .map(|p| format!("{} `{}` ({})", p.pid, p.command, p.signal))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                );
+            }
             (r.end, r.duration.as_millis() as u64, None)
         }
         Err(e) => (

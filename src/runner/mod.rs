@@ -16,7 +16,7 @@ pub mod process;
 pub mod stream;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -130,6 +130,8 @@ pub struct Farm {
     tx: mpsc::Sender<(u64, Input)>,
     rx: mpsc::Receiver<(u64, Input)>,
     watcher: Option<Arc<crate::watch::Watcher>>,
+    /// Where agents may not write (`None`: the plan turned the guard off).
+    guard_zones: Option<Arc<Vec<crate::supervise::Zone>>>,
     land_lock: Arc<Mutex<Option<crate::lock::LandLock>>>,
 }
 
@@ -151,7 +153,9 @@ impl Farm {
             max_delay: Duration::from_secs(3600),
         };
         let (tx, rx) = mpsc::channel(1024);
+        let guard_zones = guard_zones(&record).map(Arc::new);
         Ok(Farm {
+            guard_zones,
             dispatcher: Dispatcher::new(record, opts.mode, retry, opts.keep_worktrees),
             reporters,
             persist,
@@ -669,11 +673,65 @@ impl Farm {
             setup,
             self_exe: self.self_exe.clone(),
             watch: self.watcher.clone(),
+            guard_zones: self.guard_zones.clone(),
             resume,
             journal: self.journal.clone(),
             names: self.names.clone(),
         })
     }
+}
+
+/// The zones no agent of the run may write into (see [`crate::supervise`]), in the order they
+/// are checked: git's shared directory (its object store excepted), the farm's worktrees, and
+/// every checkout of the repository (the main one and the user's linked worktrees). Each agent
+/// may still write its own worktree and what its own commits need.
+fn guard_zones(rec: &RunRecord) -> Option<Vec<crate::supervise::Zone>> {
+    use crate::supervise::{Zone, normalize};
+    if !rec.plan.ownership.guard {
+        return None;
+    }
+    let canon = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| normalize(p));
+    let common = canon(&rec.common_dir);
+    let mut zones = vec![
+        Zone {
+            path: common.clone(),
+            label: "git's shared directory".into(),
+            except: vec![common.join("objects")],
+        },
+        Zone {
+            path: canon(&rec.worktree_root),
+            label: "the farm's worktrees".into(),
+            except: vec![],
+        },
+    ];
+    if common.file_name().is_some_and(|n| n == ".git")
+        && let Some(main) = common.parent()
+    {
+        zones.push(Zone {
+            path: main.to_path_buf(),
+            label: "the main checkout".into(),
+            except: vec![],
+        });
+    }
+    if let Ok(repo) = git2::Repository::open(&rec.repo)
+        && let Ok(names) = repo.worktrees()
+    {
+        for name in names.iter() {
+            if let Ok(Some(name)) = name
+                && let Ok(wt) = repo.find_worktree(name)
+            {
+                let path = canon(wt.path());
+                if !zones.iter().any(|z| path.starts_with(&z.path)) {
+                    zones.push(Zone {
+                        label: format!("the checkout {}", path.display()),
+                        path,
+                        except: vec![],
+                    });
+                }
+            }
+        }
+    }
+    Some(zones)
 }
 
 /// What computing a domain's start point needs (read from the record on the loop).

@@ -36,6 +36,19 @@ pub struct ProcSpec {
     pub idle_timeout: Option<Duration>,
     /// When set, stdout is read line by line (each line also appended to the log) and sent here.
     pub stdout_lines: Option<tokio::sync::mpsc::Sender<String>>,
+    /// Run it under agent-farm's supervisor (Linux), which ends every process it leaves behind
+    /// and, with a guard policy, refuses its writes outside its worktree.
+    pub supervise: Option<Supervision>,
+}
+
+/// How a process is supervised (see [`crate::supervise`]).
+#[derive(Debug, Clone)]
+pub struct Supervision {
+    /// The agent-farm executable (the supervisor is a subcommand of it).
+    pub exe: PathBuf,
+    pub guard: Option<crate::supervise::GuardPolicy>,
+    /// Where the supervisor's live reports (the guard's state, refused writes) go.
+    pub reports: Option<tokio::sync::mpsc::UnboundedSender<crate::supervise::Report>>,
 }
 
 /// Longest stdout line passed on to the line reader; longer lines are only logged.
@@ -91,6 +104,8 @@ pub struct ProcResult {
     pub duration: Duration,
     /// Processes of its group still alive after the leader ended (killed by us).
     pub leftovers: Vec<u32>,
+    /// Processes the supervisor ended because they outlived the command (any group or session).
+    pub ended: Vec<crate::supervise::EndedProcess>,
 }
 
 /// Wait until a cancellation is requested.
@@ -256,6 +271,7 @@ pub async fn run(spec: &ProcSpec, on_start: impl FnOnce(u32), cancel: &mut Cance
         end: AttemptEnd::SpawnFailed { message },
         duration: started.elapsed(),
         leftovers: Vec::new(),
+        ended: Vec::new(),
     };
     let Some((program, args)) = spec.argv.split_first() else {
         return fail("empty command".into());
@@ -265,26 +281,74 @@ pub async fn run(spec: &ProcSpec, on_start: impl FnOnce(u32), cancel: &mut Cance
             end: AttemptEnd::Cancelled { reason: c.reason },
             duration: Duration::ZERO,
             leftovers: Vec::new(),
+            ended: Vec::new(),
         };
     }
     let (out, err) = match open_log(&spec.log).and_then(|f| Ok((f.try_clone()?, f))) {
         Ok(p) => p,
         Err(e) => return fail(format!("cannot open log {}: {e}", spec.log.display())),
     };
-    let mut cmd = tokio::process::Command::new(program);
+    let supervision = spec
+        .supervise
+        .as_ref()
+        .filter(|_| crate::supervise::available());
+    let mut supervised = None;
+    let mut cmd = match supervision {
+        #[cfg(target_os = "linux")]
+        Some(sv) => {
+            let policy = crate::supervise::Policy {
+                grace_ms: spec.grace.as_millis() as u64,
+                guard: sv.guard.clone(),
+            };
+            match crate::supervise::supervised_command(&sv.exe, &policy, &spec.argv) {
+                Ok(s) => {
+                    let s = supervised.insert(s);
+                    std::mem::replace(&mut s.command, tokio::process::Command::new(program))
+                }
+                Err(e) => return fail(format!("cannot start the supervisor: {e}")),
+            }
+        }
+        _ => {
+            let mut c = tokio::process::Command::new(program);
+            c.args(args);
+            c
+        }
+    };
     let (stdout, tap) = match spec.stdout_lines.clone() {
         Some(tx) => (Stdio::piped(), Some((tx, out))),
         None => (Stdio::from(out), None),
     };
-    cmd.args(args)
-        .current_dir(&spec.cwd)
+    cmd.current_dir(&spec.cwd)
         .stdin(Stdio::null())
         .stdout(stdout)
         .stderr(Stdio::from(err))
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
         .process_group(0)
         .kill_on_drop(true);
-    let mut child = match cmd.spawn() {
+    let spawned = cmd.spawn();
+    // The supervisor's reports: collected here, the live ones passed on.
+    let reports = supervised.as_mut().map(|s| {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        s.started(tx);
+        let forward = supervision.and_then(|sv| sv.reports.clone());
+        tokio::spawn(async move {
+            let (mut ended, mut not_started) = (Vec::new(), None);
+            while let Some(r) = rx.recv().await {
+                match r {
+                    crate::supervise::Report::Ended { processes } => ended.extend(processes),
+                    crate::supervise::Report::NotStarted { message } => not_started = Some(message),
+                    other => {
+                        if let Some(f) = &forward {
+                            let _ = f.send(other);
+                        }
+                    }
+                }
+            }
+            (ended, not_started)
+        })
+    });
+    drop(supervised);
+    let mut child = match spawned {
         Ok(c) => c,
         Err(e) => return fail(format!("{program}: {e}")),
     };
@@ -297,19 +361,20 @@ pub async fn run(spec: &ProcSpec, on_start: impl FnOnce(u32), cancel: &mut Cance
     tracing::debug!(pgid, ?spec.argv, "spawned");
 
     let mut stop_reason = None;
+    let sup = reports.is_some();
     let status = tokio::select! {
         s = child.wait() => s.ok(),
         _ = tokio::time::sleep(spec.timeout) => {
             stop_reason = Some(AttemptEnd::TimedOut);
-            terminate(&mut child, pgid, spec.grace, cancel).await
+            terminate(&mut child, pgid, spec.grace, cancel, sup).await
         }
         c = cancelled(cancel) => {
             stop_reason = Some(AttemptEnd::Cancelled { reason: c.reason.clone() });
-            terminate(&mut child, pgid, if c.immediate { Duration::ZERO } else { spec.grace }, cancel).await
+            terminate(&mut child, pgid, if c.immediate { Duration::ZERO } else { spec.grace }, cancel, sup).await
         }
         idle = stalled(&spec.log, spec.idle_timeout) => {
             stop_reason = Some(AttemptEnd::Stalled { idle_ms: idle.as_millis() as u64 });
-            terminate(&mut child, pgid, spec.grace, cancel).await
+            terminate(&mut child, pgid, spec.grace, cancel, sup).await
         }
     };
     // Whatever happened, nothing of this group may outlive it.
@@ -333,6 +398,23 @@ pub async fn run(spec: &ProcSpec, on_start: impl FnOnce(u32), cancel: &mut Cance
             abort.abort();
         }
     }
+    let (ended, not_started) = match reports {
+        // The reports end with the supervisor, which has ended by now.
+        Some(r) => tokio::time::timeout(Duration::from_secs(5), r)
+            .await
+            .ok()
+            .and_then(|r| r.ok())
+            .unwrap_or_default(),
+        None => Default::default(),
+    };
+    if let Some(message) = not_started {
+        return ProcResult {
+            end: AttemptEnd::SpawnFailed { message },
+            duration: started.elapsed(),
+            leftovers,
+            ended,
+        };
+    }
     let end = stop_reason.unwrap_or_else(|| match status {
         Some(s) => match (s.code(), std::os::unix::process::ExitStatusExt::signal(&s)) {
             (Some(code), _) => AttemptEnd::Exited { code },
@@ -347,25 +429,36 @@ pub async fn run(spec: &ProcSpec, on_start: impl FnOnce(u32), cancel: &mut Cance
         end,
         duration: started.elapsed(),
         leftovers,
+        ended,
     }
 }
 
-/// SIGTERM the group, wait up to `grace` (or until an immediate cancel), then SIGKILL it.
+/// SIGTERM the group, wait up to `grace` (or until an immediate cancel), then SIGKILL it. A
+/// supervisor (the group's leader) is first asked to end its whole tree at once (SIGUSR1), so
+/// that what left the group is ended too; SIGKILL is for a supervisor that does not.
 async fn terminate(
     child: &mut tokio::process::Child,
     pgid: u32,
     grace: Duration,
     cancel: &mut CancelRx,
+    supervised: bool,
 ) -> Option<std::process::ExitStatus> {
     let deadline = tokio::time::Instant::now() + grace;
     signal_group(pgid, Signal::SIGTERM);
     // A stopped process only acts on SIGTERM once continued.
     signal_group(pgid, Signal::SIGCONT);
-    let exited = tokio::select! {
+    let mut exited = tokio::select! {
         s = child.wait() => s.ok(),
         _ = tokio::time::sleep_until(deadline) => None,
         _ = immediate(cancel) => None,
     };
+    if exited.is_none() && supervised {
+        let _ = nix::sys::signal::kill(Pid::from_raw(pgid as i32), Signal::SIGUSR1);
+        exited = tokio::time::timeout(Duration::from_secs(3), child.wait())
+            .await
+            .ok()
+            .and_then(|s| s.ok());
+    }
     if exited.is_some() {
         // The leader is gone; the rest of its group gets what is left of the grace period.
         // They are not our children, so there is nothing to wait on but their absence.
