@@ -27,6 +27,10 @@ pub enum FarmEvent {
         base: String,
         base_commit: String,
         into: String,
+        /// Where `into` pointed when the run started (null: it did not exist yet). A landing
+        /// that finds it elsewhere says so: something other than agent-farm moved it.
+        #[serde(default)]
+        into_commit: Option<String>,
     },
     DomainPreparing {
         domain: String,

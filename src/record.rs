@@ -235,6 +235,9 @@ pub struct RunRecord {
     pub base: String,
     pub base_commit: String,
     pub into: String,
+    /// Where `into` pointed when the run started (`None`: did not exist, or an older record).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub into_commit: Option<String>,
     pub integration_branch: String,
     pub worktree_root: PathBuf,
     pub options: RunOptions,
@@ -322,6 +325,7 @@ impl RunRecord {
             base,
             base_commit,
             into,
+            into_commit: None,
             worktree_root,
             options,
             phase: Phase::Running,
@@ -351,7 +355,11 @@ impl RunRecord {
         use FarmEvent::*;
         let at = ev.at_ms;
         match &ev.event {
-            RunStarted { .. } => {}
+            RunStarted { into_commit, .. } => {
+                if into_commit.is_some() {
+                    self.into_commit = into_commit.clone();
+                }
+            }
             DomainPreparing {
                 domain,
                 start_commit,

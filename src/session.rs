@@ -385,6 +385,10 @@ impl Session {
             base: prep.base.clone(),
             base_commit: prep.base_commit.to_string(),
             into: prep.into.clone(),
+            into_commit: git::open(&prep.repo.workdir)
+                .ok()
+                .and_then(|r| git::branch_tip(&r, &prep.into))
+                .map(|c| c.to_string()),
         });
         for w in &prep.warnings {
             farm.emit(FarmEvent::Warning {

@@ -370,3 +370,91 @@ fn real_agents_bash_writes_are_charged_and_refused_commands_are_commands_with(
         run.stdout
     );
 }
+
+/// A real agent's shell writes outside its worktree — into another domain's running worktree
+/// and into the user's main checkout — are refused by the write guard and charged to it, with
+/// `stop_on_violation` on; the other domain's work lands untouched.
+#[test]
+fn real_agents_writes_outside_their_worktree_are_blocked_and_charged() {
+    for bin in require_claudes("real_agents_writes_outside_their_worktree_are_blocked_and_charged")
+    {
+        real_agents_writes_outside_their_worktree_are_blocked_and_charged_with(&bin);
+    }
+}
+
+fn real_agents_writes_outside_their_worktree_are_blocked_and_charged_with(bin: &std::path::Path) {
+    let repo = TestRepo::new();
+    let m = repo.scratch.display().to_string();
+    let root = repo.root.display().to_string();
+    // Bounded waits inside the scripted commands, so that both agents run at once.
+    let wait = |p: &str| format!("for i in $(seq 400); do [ -e {p} ] && break; sleep 0.05; done");
+    let api = MockApi::start(vec![
+        script(
+            "api",
+            vec![
+                Turn::tool(Block::write("src/api/own.rs", "// api\n")),
+                Turn::tool(Block::bash(format!(
+                    "{}; sh -c 'echo hijack > ../ui/src/ui/stolen.html; echo oops > {root}/README.md'; touch {m}/api-done",
+                    wait(&format!("{m}/ui-ready"))
+                ))),
+                Turn::text("api is done"),
+            ],
+        ),
+        script(
+            "ui",
+            vec![
+                Turn::tool(Block::write("src/ui/page.ts", "// ui\n")),
+                Turn::tool(Block::bash(format!(
+                    "touch {m}/ui-ready; {}",
+                    wait(&format!("{m}/api-done"))
+                ))),
+                Turn::text("ui is done"),
+            ],
+        ),
+    ]);
+    let domains = [
+        claude_domain("api", "src/api/**"),
+        claude_domain("ui", "src/ui/**"),
+    ]
+    .concat();
+    let agent = "  allowed_tools: [\"Bash\"]\nownership:\n  stop_on_violation: true\n";
+    repo.write_plan(&claude_plan(&repo, bin, &api, agent, &domains));
+    let run = repo.farm(&["run", "--jobs", "2", "--progress", "plain"]);
+    let rec = repo.record();
+    let v: Vec<&Value> = rec["domains"]["api"]["violations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| v["detected"] == "guard")
+        .collect();
+    assert!(
+        v.iter().any(|v| v["outside"] == "the worktree of domain ui"
+            && v["owner"] == "ui"
+            && v["path"]
+                .as_str()
+                .unwrap()
+                .ends_with("ui/src/ui/stolen.html")),
+        "{v:#?}\n{}\n{}",
+        run.stdout,
+        run.stderr
+    );
+    assert!(
+        v[0]["action"].as_str().unwrap().contains("stopped"),
+        "the first one stops it: {v:#?}"
+    );
+    assert_eq!(
+        rec["domains"]["ui"]["violations"].as_array().map(Vec::len),
+        Some(0),
+        "nothing is charged to the domain whose worktree was written"
+    );
+    assert_eq!(rec["domains"]["ui"]["status"], "merged", "{}", run.stdout);
+    assert_ne!(rec["domains"]["api"]["status"], "merged");
+    assert!(!repo.files_at("main").iter().any(|f| f.contains("stolen")));
+    assert_eq!(repo.read("README.md"), "# test repo\n");
+    assert!(
+        run.stdout
+            .contains("outside its worktree, in the worktree of domain ui"),
+        "{}",
+        run.stdout
+    );
+}

@@ -239,3 +239,39 @@ fn the_guard_can_be_turned_off() {
         .join("sibling.txt");
     assert!(sibling.exists(), "{}", sibling.display());
 }
+
+/// Without the guard an agent can commit straight onto `main`; the run then says that `main`
+/// moved during the run and not by agent-farm, and lands on top of it (nothing is lost).
+#[test]
+fn a_move_of_into_during_the_run_is_reported() {
+    let repo = TestRepo::new();
+    let root = repo.root.display().to_string();
+    repo.write_plan(&sim_plan(
+        "ownership:\n  guard: false\n",
+        &domain(
+            "a",
+            "src/api/**",
+            &format!("sh git -C {root} commit -q --allow-empty -m sneaky\nwrite src/api/a.rs a"),
+            "",
+        ),
+    ));
+    let run = repo.farm(&["run", "--progress", "plain"]);
+    run.expect(0);
+    assert!(
+        run.stdout.contains("`main` moved during the run"),
+        "{}",
+        run.stdout
+    );
+    let rec = repo.record();
+    assert!(
+        rec["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w.as_str().unwrap().contains("moved during the run")),
+        "{rec}"
+    );
+    let log = repo.git(&["log", "--format=%s", "main"]);
+    assert!(log.contains("sneaky"), "{log}");
+    assert!(repo.files_at("main").contains(&"src/api/a.rs".to_string()));
+}

@@ -1201,6 +1201,18 @@ impl Dispatcher {
                 },
             ))) => {
                 let (old, new) = (old.map(|o| o.to_string()), commit.to_string());
+                if let (Some(was), Some(now)) = (&self.record.into_commit, &old)
+                    && was != now
+                {
+                    self.emit(FarmEvent::Warning {
+                        domain: None,
+                        message: format!(
+                            "`{into}` moved during the run, from {} to {}, and not by agent-farm (the user, or a process outside the write guard); the result is merged on top of it (see `git log {was}..{now}`)",
+                            &was[..was.len().min(12)],
+                            &now[..now.len().min(12)],
+                        ),
+                    });
+                }
                 if self.record.plan.verify.is_some() {
                     self.emit(FarmEvent::VerifyStarted {
                         commit: new.clone(),
