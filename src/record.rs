@@ -924,170 +924,63 @@ pub(crate) fn sample(domains: &[&str], t0: u64) -> RunRecord {
     rec
 }
 
+/// Fold `event`, happened at `at_ms`, into `rec`.
+#[cfg(test)]
+pub(crate) fn sample_apply(rec: &mut RunRecord, at_ms: u64, event: FarmEvent) {
+    rec.apply(&Timed { at_ms, event });
+}
+
+/// Domain `d` prepares at `t`, runs its agent from `t+1s` to `t+9s`, finishes at `t+10s`.
+#[cfg(test)]
+pub(crate) fn sample_work(rec: &mut RunRecord, d: &str, t: u64, attempt: u32) {
+    sample_apply(
+        rec,
+        t,
+        FarmEvent::DomainPreparing {
+            domain: d.into(),
+            start_commit: "b".repeat(40),
+        },
+    );
+    sample_apply(
+        rec,
+        t + 1000,
+        FarmEvent::AgentStarted {
+            domain: d.into(),
+            attempt,
+            pid: 1,
+            spawned_ms: t + 1000,
+        },
+    );
+    sample_apply(
+        rec,
+        t + 9000,
+        FarmEvent::AgentFinished {
+            domain: d.into(),
+            attempt,
+            end: AttemptEnd::Exited { code: 0 },
+            duration_ms: 8000,
+        },
+    );
+    sample_apply(
+        rec,
+        t + 10_000,
+        FarmEvent::DomainFinished {
+            domain: d.into(),
+            status: DomainStatus::Succeeded,
+            reason: None,
+            head: Some("c".repeat(40)),
+            files: vec![],
+            insertions: 0,
+            deletions: 0,
+        },
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::events::AttemptEnd;
-
-    fn apply(rec: &mut RunRecord, at_ms: u64, event: FarmEvent) {
-        rec.apply(&Timed { at_ms, event });
-    }
-
-    /// Domain `d` prepares at `t`, runs its agent from `t+1s` to `t+9s`, finishes at `t+10s`.
-    fn work(rec: &mut RunRecord, d: &str, t: u64, attempt: u32) {
-        apply(
-            rec,
-            t,
-            FarmEvent::DomainPreparing {
-                domain: d.into(),
-                start_commit: "b".repeat(40),
-            },
-        );
-        apply(
-            rec,
-            t + 1000,
-            FarmEvent::AgentStarted {
-                domain: d.into(),
-                attempt,
-                pid: 1,
-                spawned_ms: t + 1000,
-            },
-        );
-        apply(
-            rec,
-            t + 9000,
-            FarmEvent::AgentFinished {
-                domain: d.into(),
-                attempt,
-                end: AttemptEnd::Exited { code: 0 },
-                duration_ms: 8000,
-            },
-        );
-        apply(
-            rec,
-            t + 10_000,
-            FarmEvent::DomainFinished {
-                domain: d.into(),
-                status: DomainStatus::Succeeded,
-                reason: None,
-                head: Some("c".repeat(40)),
-                files: vec![],
-                insertions: 0,
-                deletions: 0,
-            },
-        );
-    }
-
-    #[test]
-    fn metrics_count_the_invocations_not_the_time_between_them() {
-        let t0 = 1_000_000;
-        let mut rec = sample(&["a", "b"], t0);
-        work(&mut rec, "a", t0, 1);
-        work(&mut rec, "b", t0, 1);
-        apply(
-            &mut rec,
-            t0 + 12_000,
-            FarmEvent::RunFinished { exit_code: 8 },
-        );
-        // An hour later, `agent-farm merge` for 3 seconds.
-        let t1 = t0 + 3_600_000;
-        apply(&mut rec, t1, FarmEvent::MergeRequested);
-        apply(
-            &mut rec,
-            t1 + 2000,
-            FarmEvent::Phase {
-                phase: Phase::Cleaning,
-            },
-        );
-        apply(&mut rec, t1 + 3000, FarmEvent::RunFinished { exit_code: 0 });
-        // `clean` afterwards is no invocation of the run.
-        apply(
-            &mut rec,
-            t1 + 60_000,
-            FarmEvent::BranchDeleted { branch: "x".into() },
-        );
-        assert_eq!(rec.spans.len(), 2, "{:?}", rec.spans);
-        assert_eq!(rec.active_ms(t1 + 100_000), 15_000);
-        let m = crate::report::build(&rec, t1 + 100_000).metrics;
-        assert_eq!(m.wall_ms, 15_000);
-        assert_eq!((m.busy_ms, m.agent_ms, m.slots), (20_000, 16_000, 2));
-        assert!((m.speedup - 20.0 / 15.0).abs() < 1e-9, "{}", m.speedup);
-        assert!(m.utilization <= 1.0, "{}", m.utilization);
-    }
-
-    #[test]
-    fn an_attempt_a_crash_cut_short_ends_with_its_invocation_and_work_covers_it() {
-        let t0 = 5_000_000;
-        let mut rec = sample(&["a"], t0);
-        apply(
-            &mut rec,
-            t0,
-            FarmEvent::DomainPreparing {
-                domain: "a".into(),
-                start_commit: "b".repeat(40),
-            },
-        );
-        apply(
-            &mut rec,
-            t0 + 1000,
-            FarmEvent::AgentStarted {
-                domain: "a".into(),
-                attempt: 1,
-                pid: 1,
-                spawned_ms: t0 + 1000,
-            },
-        );
-        apply(
-            &mut rec,
-            t0 + 5000,
-            FarmEvent::AgentToolUse {
-                domain: "a".into(),
-                attempt: 1,
-                tool: "Edit".into(),
-                path: None,
-                turns: 1,
-                tokens: 0,
-            },
-        );
-        // Killed; resumed ten minutes later: recovery closes the attempt, the domain runs again.
-        let t1 = t0 + 600_000;
-        apply(&mut rec, t1, FarmEvent::Resumed { pid: 2 });
-        apply(
-            &mut rec,
-            t1 + 10,
-            FarmEvent::AgentFinished {
-                domain: "a".into(),
-                attempt: 1,
-                end: AttemptEnd::Cancelled {
-                    reason: "agent-farm stopped while it ran".into(),
-                },
-                duration_ms: 0,
-            },
-        );
-        apply(
-            &mut rec,
-            t1 + 20,
-            FarmEvent::DomainReset {
-                domain: "a".into(),
-                reason: "it was running".into(),
-                after_agent: false,
-            },
-        );
-        work(&mut rec, "a", t1 + 1000, 2);
-        apply(
-            &mut rec,
-            t1 + 12_000,
-            FarmEvent::RunFinished { exit_code: 0 },
-        );
-        let d = rec.domain("a").unwrap();
-        assert_eq!(d.attempts[0].ended_ms, Some(t0 + 5000));
-        assert_eq!(d.agent_ms(), 4000 + 8000);
-        assert_eq!(d.busy_ms(), 5000 + 10_000);
-        let m = crate::report::build(&rec, t1 + 99_000).metrics;
-        assert_eq!(m.wall_ms, 5000 + 12_000);
-        assert!(m.agent_ms <= m.busy_ms, "{m:?}");
-        assert!(m.busy_ms <= m.slots as u64 * m.wall_ms, "{m:?}");
-    }
+    use sample_apply as apply;
+    use sample_work as work;
 
     #[test]
     fn a_record_without_spans_still_measures_and_resumes() {

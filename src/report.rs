@@ -469,10 +469,118 @@ impl Report {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::events::{AttemptEnd, FarmEvent, Timed};
+    use crate::events::{AttemptEnd, FarmEvent};
+    use crate::record::{sample, sample_apply as apply, sample_work as work};
 
-    fn apply(rec: &mut RunRecord, at_ms: u64, event: FarmEvent) {
-        rec.apply(&Timed { at_ms, event });
+    #[test]
+    fn metrics_count_the_invocations_not_the_time_between_them() {
+        let t0 = 1_000_000;
+        let mut rec = sample(&["a", "b"], t0);
+        work(&mut rec, "a", t0, 1);
+        work(&mut rec, "b", t0, 1);
+        apply(
+            &mut rec,
+            t0 + 12_000,
+            FarmEvent::RunFinished { exit_code: 8 },
+        );
+        // An hour later, `agent-farm merge` for 3 seconds.
+        let t1 = t0 + 3_600_000;
+        apply(&mut rec, t1, FarmEvent::MergeRequested);
+        apply(
+            &mut rec,
+            t1 + 2000,
+            FarmEvent::Phase {
+                phase: Phase::Cleaning,
+            },
+        );
+        apply(&mut rec, t1 + 3000, FarmEvent::RunFinished { exit_code: 0 });
+        // `clean` afterwards is no invocation of the run.
+        apply(
+            &mut rec,
+            t1 + 60_000,
+            FarmEvent::BranchDeleted { branch: "x".into() },
+        );
+        assert_eq!(rec.spans.len(), 2, "{:?}", rec.spans);
+        assert_eq!(rec.active_ms(t1 + 100_000), 15_000);
+        let m = build(&rec, t1 + 100_000).metrics;
+        assert_eq!(m.wall_ms, 15_000);
+        assert_eq!((m.busy_ms, m.agent_ms, m.slots), (20_000, 16_000, 2));
+        assert!((m.speedup - 20.0 / 15.0).abs() < 1e-9, "{}", m.speedup);
+        assert!(m.utilization <= 1.0, "{}", m.utilization);
+    }
+
+    #[test]
+    fn an_attempt_a_crash_cut_short_ends_with_its_invocation_and_work_covers_it() {
+        let t0 = 5_000_000;
+        let mut rec = sample(&["a"], t0);
+        apply(
+            &mut rec,
+            t0,
+            FarmEvent::DomainPreparing {
+                domain: "a".into(),
+                start_commit: "b".repeat(40),
+            },
+        );
+        apply(
+            &mut rec,
+            t0 + 1000,
+            FarmEvent::AgentStarted {
+                domain: "a".into(),
+                attempt: 1,
+                pid: 1,
+                spawned_ms: t0 + 1000,
+            },
+        );
+        apply(
+            &mut rec,
+            t0 + 5000,
+            FarmEvent::AgentToolUse {
+                domain: "a".into(),
+                attempt: 1,
+                tool: "Edit".into(),
+                path: None,
+                turns: 1,
+                tokens: 0,
+            },
+        );
+        // Killed; resumed ten minutes later: recovery closes the attempt, the domain runs again.
+        let t1 = t0 + 600_000;
+        apply(&mut rec, t1, FarmEvent::Resumed { pid: 2 });
+        apply(
+            &mut rec,
+            t1 + 10,
+            FarmEvent::AgentFinished {
+                domain: "a".into(),
+                attempt: 1,
+                end: AttemptEnd::Cancelled {
+                    reason: "agent-farm stopped while it ran".into(),
+                },
+                duration_ms: 0,
+            },
+        );
+        apply(
+            &mut rec,
+            t1 + 20,
+            FarmEvent::DomainReset {
+                domain: "a".into(),
+                reason: "it was running".into(),
+                after_agent: false,
+            },
+        );
+        work(&mut rec, "a", t1 + 1000, 2);
+        apply(
+            &mut rec,
+            t1 + 12_000,
+            FarmEvent::RunFinished { exit_code: 0 },
+        );
+        let d = rec.domain("a").unwrap();
+        assert_eq!(d.attempts[0].ended_ms, Some(t0 + 5000));
+        assert_eq!(d.agent_ms(), 4000 + 8000);
+        assert_eq!(d.busy_ms(), 5000 + 10_000);
+        let m = build(&rec, t1 + 99_000).metrics;
+        assert_eq!(m.wall_ms, 5000 + 12_000);
+        assert!(m.agent_ms <= m.busy_ms, "{m:?}");
+        assert!(m.busy_ms <= m.slots as u64 * m.wall_ms, "{m:?}");
     }
 
     #[test]
