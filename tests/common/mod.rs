@@ -320,6 +320,9 @@ impl TestRepo {
             self.run_refs(report["run_id"].as_str().unwrap()),
             "the report's kept branches are what git holds of the run"
         );
+        // Agents ran within their domains' work, which is counted only while the farm ran.
+        let m = &report["metrics"];
+        assert!(m["agent_ms"].as_u64() <= m["busy_ms"].as_u64(), "{m}");
         let integration = report["integration_branch"].as_str().unwrap();
         let landed = report["landed"].as_bool();
         if landed == Some(true) {
