@@ -237,7 +237,7 @@ pub fn describe(ev: &FarmEvent) -> Option<String> {
         BranchMoved {
             domain, branch, to, ..
         } => format!(
-            "{domain}: {branch} moved to {} since the run merged it; merging it again",
+            "{domain}: {branch} moved to {} since the run, with commits the integration branch lacks; merging it again",
             &to[..to.len().min(12)]
         ),
         DomainReset {

@@ -296,6 +296,21 @@ fn merge_conflict_leaves_integration_untouched_and_keeps_the_branch() {
         format!("# {loser} version")
     );
     repo.assert_matches_report();
+    // Resolved on the branch as its kept-branch entry says, `merge` merges it again and lands.
+    let hint = format!("`git switch {branch} && git merge main`");
+    assert!(run.stdout.contains(&hint), "{hint}\n{}", run.stdout);
+    repo.git(&["switch", "-q", &branch]);
+    assert!(!repo.git_output(&["merge", "-q", "main"]).status.success());
+    repo.write("README.md", "# both versions\n");
+    repo.git(&["add", "README.md"]);
+    repo.git(&["commit", "-q", "--no-edit"]);
+    repo.git(&["switch", "-q", "main"]);
+    repo.farm(&["merge", "--progress", "plain"]).expect(0);
+    assert_eq!(repo.read("README.md"), "# both versions\n");
+    assert!(repo.root.join(format!("{loser}/x")).is_file());
+    assert_eq!(domain_rec(&repo.record(), loser)["status"], "merged");
+    repo.assert_matches_report();
+    repo.assert_nothing_created();
 }
 
 #[test]

@@ -351,6 +351,16 @@ pub fn cleanup_run(
             Err(e) => kept(out, shown, format!("it could not be deleted: {e}"), inspect),
         }
     };
+    // What a conflicted domain's branch is to be brought up to date with: the merged result if it
+    // stays, else `into` (which holds it).
+    let integration_tip = git::branch_tip(&repo, &rec.integration_branch);
+    let integration_stays = integration_tip
+        .is_some_and(|t| !(merged_into(t) || force || t.to_string() == rec.base_commit));
+    let up_to_date_with = if integration_stays {
+        rec.integration_branch.as_str()
+    } else {
+        rec.into.as_str()
+    };
     for d in rec.domains.values() {
         let Some(tip) = git::branch_tip(&repo, &d.branch) else {
             // Gone already (a cleanup interrupted before it was recorded): record the fact.
@@ -380,9 +390,10 @@ pub fn cleanup_run(
         } else {
             let reason = match d.status {
                 DomainStatus::Conflicted => format!(
-                    "conflicted on {}; resolve with `git merge {}`",
+                    "conflicted on {}; resolve it on its branch (`git switch {} && git merge {up_to_date_with}`), then run `agent-farm merge {}`",
                     summarize(&d.conflict_paths),
-                    d.branch
+                    d.branch,
+                    rec.run_id
                 ),
                 DomainStatus::Merged => format!(
                     "merged into {}, which is not in `{}`",
@@ -428,7 +439,7 @@ pub fn cleanup_run(
             kept(&mut out, &refname, what.to_string(), inspect);
         }
     }
-    if let Some(tip) = git::branch_tip(&repo, &rec.integration_branch) {
+    if let Some(tip) = integration_tip {
         let integration = &rec.integration_branch;
         let inspect = log_branch(integration);
         if merged_into(tip) || force || tip.to_string() == rec.base_commit {
