@@ -94,10 +94,11 @@ pub struct Report {
     pub kept: Vec<crate::record::KeptRef>,
 }
 
-/// What git holds of the run: as its last cleanup said, or, before any cleanup ran, every
-/// branch the record knows was made and not deleted.
+/// What git holds of the run: as its last cleanup said, or, before any cleanup ran (or while one
+/// runs), every branch the record knows was made and not deleted.
 fn kept_refs(rec: &RunRecord) -> Vec<crate::record::KeptRef> {
-    if let Some(k) = &rec.kept {
+    let cleaning = rec.phase == Phase::Cleaning && rec.finished_ms.is_none();
+    if let Some(k) = rec.kept.as_ref().filter(|_| !cleaning) {
         return k.clone();
     }
     let log = |b: &str| Some(format!("git log --stat {}..{b}", rec.into));
@@ -712,7 +713,10 @@ mod tests {
                 inspect: Some("git log -p bbbb..refs/farm/r/a/dropped".into()),
             },
         );
-        let report = build(&rec, 5);
+        // While the cleanup runs, what it has said so far is not all git holds.
+        assert_eq!(build(&rec, 5).kept.len(), 2);
+        apply(&mut rec, 6, FarmEvent::RunFinished { exit_code: 0 });
+        let report = build(&rec, 7);
         assert_eq!(names(&report), ["refs/farm/r/a/dropped"]);
         let text = report.render();
         assert!(
