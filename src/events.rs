@@ -173,6 +173,9 @@ pub enum FarmEvent {
     BranchKept {
         branch: String,
         reason: String,
+        /// A command that shows what it holds (null in logs from before it was given).
+        #[serde(default)]
+        inspect: Option<String>,
     },
     Warning {
         domain: Option<String>,
@@ -194,6 +197,19 @@ pub enum FarmEvent {
     },
     /// `agent-farm merge` took the run over to (re)do its merge step.
     MergeRequested,
+    /// `agent-farm merge` found commits on a domain's branch that the integration branch does not
+    /// hold (a fix committed by hand after the run): the domain is merged again, from `to`.
+    BranchMoved {
+        domain: String,
+        branch: String,
+        /// The head the run recorded (null: it had committed nothing).
+        from: Option<String>,
+        to: String,
+        /// What the domain changes now, from its start commit to `to`.
+        files: Vec<String>,
+        insertions: usize,
+        deletions: usize,
+    },
     /// `agent-farm resume` took the run over (process `pid`).
     Resumed {
         pid: u32,
@@ -238,6 +254,7 @@ impl FarmEvent {
             | ConflictPredicted { domain, .. }
             | OwnershipViolation { domain, .. }
             | DomainReset { domain, .. }
+            | BranchMoved { domain, .. }
             | WorktreeRemoved { domain } => Some(domain),
             Warning { domain, .. } => domain.as_deref(),
             _ => None,

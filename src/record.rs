@@ -129,6 +129,10 @@ pub struct DomainRecord {
     pub after_agent: bool,
     pub started_ms: Option<u64>,
     pub ended_ms: Option<u64>,
+    /// Work time of the domain's earlier runs, before a resume ran it again (within the
+    /// invocations that ran it, never the time between them).
+    #[serde(default)]
+    pub prior_busy_ms: u64,
 }
 
 impl DomainRecord {
@@ -139,12 +143,15 @@ impl DomainRecord {
             .filter_map(|a| a.ended_ms.map(|e| e.saturating_sub(a.started_ms)))
             .sum()
     }
-    /// Time from preparation start to the end of the domain's work (worktree, setup, agent, commit).
+    /// Time from preparation start to the end of the domain's work (worktree, setup, agent,
+    /// commit), over every time it ran. Never less than [`Self::agent_ms`]: its agents ran
+    /// within it.
     pub fn busy_ms(&self) -> u64 {
-        match (self.started_ms, self.ended_ms) {
+        let current = match (self.started_ms, self.ended_ms) {
             (Some(s), Some(e)) => e.saturating_sub(s),
             _ => 0,
-        }
+        };
+        (self.prior_busy_ms + current).max(self.agent_ms())
     }
     /// Cost reported by the agent over all attempts, in USD.
     pub fn cost_usd(&self) -> f64 {
@@ -204,6 +211,48 @@ pub struct LandRecord {
     pub command: Option<String>,
 }
 
+/// One invocation of agent-farm driving the run (`run`, then each `resume` or `merge`): from its
+/// start to its last event. The time between invocations is not the farm's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Span {
+    pub start_ms: u64,
+    pub end_ms: u64,
+    /// Still being driven (no `run_finished` yet).
+    #[serde(default)]
+    pub open: bool,
+}
+
+/// The end of the span that `t` falls in (the latest that began by `t`).
+fn span_end_at(spans: &[Span], t: u64) -> Option<u64> {
+    spans
+        .iter()
+        .rev()
+        .find(|s| s.start_ms <= t)
+        .map(|s| s.end_ms.max(t))
+}
+
+/// A branch or ref of the run that git still holds after cleanup, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeptRef {
+    /// As cleanup named it: a branch name (`farm/<run>/api`) or a full ref (`refs/farm/…`).
+    pub name: String,
+    pub reason: String,
+    /// A command that shows what it holds.
+    #[serde(default)]
+    pub inspect: Option<String>,
+}
+
+impl KeptRef {
+    /// The full ref name (`refs/heads/…` for a branch).
+    pub fn refname(&self) -> String {
+        if self.name.starts_with("refs/") {
+            self.name.clone()
+        } else {
+            format!("refs/heads/{}", self.name)
+        }
+    }
+}
+
 /// Several domains changed the same path.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Collision {
@@ -253,6 +302,13 @@ pub struct RunRecord {
     pub collisions: Vec<Collision>,
     pub interrupted: Option<String>,
     pub exit_code: Option<i32>,
+    /// The invocations that drove the run, in order (empty in records from before they were
+    /// kept).
+    #[serde(default)]
+    pub spans: Vec<Span>,
+    /// What git holds of the run after its last cleanup (`None`: no cleanup ran yet).
+    #[serde(default)]
+    pub kept: Option<Vec<KeptRef>>,
 }
 
 pub fn branch_name(run_id: &str, domain: &str) -> String {
@@ -310,10 +366,12 @@ impl RunRecord {
                         after_agent: false,
                         started_ms: None,
                         ended_ms: None,
+                        prior_busy_ms: 0,
                     },
                 )
             })
             .collect();
+        let started_ms = crate::events::now_ms();
         RunRecord {
             version: RECORD_VERSION,
             integration_branch: integration_branch(&run_id),
@@ -329,7 +387,7 @@ impl RunRecord {
             worktree_root,
             options,
             phase: Phase::Running,
-            started_ms: crate::events::now_ms(),
+            started_ms,
             finished_ms: None,
             domains,
             integration_commit: None,
@@ -339,6 +397,68 @@ impl RunRecord {
             collisions: Vec::new(),
             interrupted: None,
             exit_code: None,
+            spans: vec![Span {
+                start_ms: started_ms,
+                end_ms: started_ms,
+                open: true,
+            }],
+            kept: None,
+        }
+    }
+
+    /// The time the farm was running: the sum of its invocations' spans (the last one to `now`
+    /// while it is driven), without the time between `run` and a later `resume` or `merge`.
+    pub fn active_ms(&self, now_ms: u64) -> u64 {
+        if self.spans.is_empty() {
+            let end = self.finished_ms.unwrap_or(now_ms);
+            return end.saturating_sub(self.started_ms);
+        }
+        let last = self.spans.len() - 1;
+        self.spans
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let end = if i == last && s.open {
+                    s.end_ms.max(now_ms)
+                } else {
+                    s.end_ms
+                };
+                end.saturating_sub(s.start_ms)
+            })
+            .sum()
+    }
+
+    /// Keep the invocations' spans: `resume` and `merge` open one, `run_finished` closes it,
+    /// every event in between extends it.
+    fn track_span(&mut self, ev: &Timed) {
+        let at = ev.at_ms;
+        match ev.event {
+            FarmEvent::Resumed { .. } | FarmEvent::MergeRequested => {
+                if self.spans.is_empty() {
+                    // A record from before spans were kept: its first invocation, as known.
+                    self.spans.push(Span {
+                        start_ms: self.started_ms,
+                        end_ms: self.finished_ms.unwrap_or(self.started_ms),
+                        open: false,
+                    });
+                }
+                if let Some(s) = self.spans.last_mut() {
+                    s.open = false;
+                }
+                self.spans.push(Span {
+                    start_ms: at,
+                    end_ms: at,
+                    open: true,
+                });
+            }
+            _ => {
+                if let Some(s) = self.spans.last_mut().filter(|s| s.open) {
+                    s.end_ms = s.end_ms.max(at);
+                    if matches!(ev.event, FarmEvent::RunFinished { .. }) {
+                        s.open = false;
+                    }
+                }
+            }
         }
     }
 
@@ -354,6 +474,7 @@ impl RunRecord {
     pub fn apply(&mut self, ev: &Timed) {
         use FarmEvent::*;
         let at = ev.at_ms;
+        self.track_span(ev);
         match &ev.event {
             RunStarted { into_commit, .. } => {
                 if into_commit.is_some() {
@@ -403,10 +524,18 @@ impl RunRecord {
                 end,
                 ..
             } => {
+                let spans = &self.spans;
                 if let Some(d) = self.domains.get_mut(domain) {
                     match d.attempts.iter_mut().find(|a| a.number == *attempt) {
                         Some(a) => {
-                            a.ended_ms = Some(at);
+                            // An attempt a crash cut short, closed by a later invocation, ended
+                            // with the invocation it ran in, not when the next one noticed.
+                            let current = spans.last().map_or(0, |s| s.start_ms);
+                            let ended = match span_end_at(spans, a.started_ms) {
+                                Some(e) if a.started_ms < current => e.min(at),
+                                _ => at,
+                            };
+                            a.ended_ms = Some(ended);
                             a.end = Some(end.clone());
                         }
                         // A spawn failure has no AgentStarted.
@@ -603,8 +732,26 @@ impl RunRecord {
                 if let Some(d) = self.domains.values_mut().find(|d| &d.branch == branch) {
                     d.branch_deleted = true;
                 }
+                if let Some(kept) = self.kept.as_mut() {
+                    kept.retain(|k| &k.name != branch);
+                }
             }
-            BranchKept { .. } => {}
+            BranchKept {
+                branch,
+                reason,
+                inspect,
+            } => {
+                let kept = self.kept.get_or_insert_with(Vec::new);
+                let k = KeptRef {
+                    name: branch.clone(),
+                    reason: reason.clone(),
+                    inspect: inspect.clone(),
+                };
+                match kept.iter_mut().find(|k| &k.name == branch) {
+                    Some(old) => *old = k,
+                    None => kept.push(k),
+                }
+            }
             ProcessesEnded {
                 domain, processes, ..
             } => {
@@ -621,6 +768,10 @@ impl RunRecord {
                 self.phase = crate::vocab::Phase::Interrupted;
             }
             Phase { phase } => {
+                // A cleanup says anew what git keeps of the run.
+                if *phase == crate::vocab::Phase::Cleaning {
+                    self.kept = Some(Vec::new());
+                }
                 if self.phase != crate::vocab::Phase::Interrupted {
                     self.phase = *phase;
                 }
@@ -639,13 +790,38 @@ impl RunRecord {
                 after_agent,
                 ..
             } => {
+                let spans = &self.spans;
                 if let Some(d) = self.domains.get_mut(domain) {
+                    // What it worked before counts, up to its end or that of its invocation.
+                    if let Some(s) = d.started_ms.take() {
+                        let end = d.ended_ms.or_else(|| span_end_at(spans, s)).unwrap_or(s);
+                        d.prior_busy_ms += end.saturating_sub(s);
+                    }
                     d.after_agent = *after_agent;
                     d.status = DomainStatus::Pending;
                     d.reason = None;
                     d.ended_ms = None;
                     d.branch_deleted = false;
                     d.worktree_removed = false;
+                }
+            }
+            BranchMoved {
+                domain,
+                to,
+                files,
+                insertions,
+                deletions,
+                ..
+            } => {
+                if let Some(d) = self.domains.get_mut(domain) {
+                    d.status = DomainStatus::Succeeded;
+                    d.reason = None;
+                    d.head = Some(to.clone());
+                    d.merge_commit = None;
+                    d.conflict_paths.clear();
+                    d.files = files.clone();
+                    d.insertions = *insertions;
+                    d.deletions = *deletions;
                 }
             }
             MergeRequested => {
@@ -729,37 +905,203 @@ pub fn list_runs(common_dir: &Path) -> Vec<String> {
     out
 }
 
+/// A record of a run of `domains` (sim agent, one job per domain) started at `t0`.
+#[cfg(test)]
+pub(crate) fn sample(domains: &[&str], t0: u64) -> RunRecord {
+    let mut yaml = String::from("version: 1\nagent:\n  preset: sim\ndomains:\n");
+    for d in domains {
+        yaml.push_str(&format!(
+            "  - name: {d}\n    owns: [\"{d}/**\"]\n    prompt: x\n"
+        ));
+    }
+    let plan = crate::plan::parse(Path::new("farm.yaml"), &yaml, |_| Ok(String::new())).unwrap();
+    let opts = RunOptions {
+        jobs: domains.len(),
+        fail_fast: false,
+        keep_worktrees: false,
+        no_merge: false,
+        deadline_ms: None,
+        retries: None,
+    };
+    let mut rec = RunRecord::new(
+        "r".into(),
+        "/r".into(),
+        "/r/.git".into(),
+        plan,
+        "main".into(),
+        "b".repeat(40),
+        "main".into(),
+        "/wt".into(),
+        opts,
+    );
+    rec.started_ms = t0;
+    rec.spans = vec![Span {
+        start_ms: t0,
+        end_ms: t0,
+        open: true,
+    }];
+    rec
+}
+
+/// Fold `event`, happened at `at_ms`, into `rec`.
+#[cfg(test)]
+pub(crate) fn sample_apply(rec: &mut RunRecord, at_ms: u64, event: FarmEvent) {
+    rec.apply(&Timed { at_ms, event });
+}
+
+/// Domain `d` prepares at `t`, runs its agent from `t+1s` to `t+9s`, finishes at `t+10s`.
+#[cfg(test)]
+pub(crate) fn sample_work(rec: &mut RunRecord, d: &str, t: u64, attempt: u32) {
+    sample_apply(
+        rec,
+        t,
+        FarmEvent::DomainPreparing {
+            domain: d.into(),
+            start_commit: "b".repeat(40),
+        },
+    );
+    sample_apply(
+        rec,
+        t + 1000,
+        FarmEvent::AgentStarted {
+            domain: d.into(),
+            attempt,
+            pid: 1,
+            spawned_ms: t + 1000,
+        },
+    );
+    sample_apply(
+        rec,
+        t + 9000,
+        FarmEvent::AgentFinished {
+            domain: d.into(),
+            attempt,
+            end: AttemptEnd::Exited { code: 0 },
+            duration_ms: 8000,
+        },
+    );
+    sample_apply(
+        rec,
+        t + 10_000,
+        FarmEvent::DomainFinished {
+            domain: d.into(),
+            status: DomainStatus::Succeeded,
+            reason: None,
+            head: Some("c".repeat(40)),
+            files: vec![],
+            insertions: 0,
+            deletions: 0,
+        },
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sample_apply as apply;
+    use sample_work as work;
+
+    #[test]
+    fn a_record_without_spans_still_measures_and_resumes() {
+        let t0 = 7_000_000;
+        let mut rec = sample(&["a"], t0);
+        rec.spans.clear();
+        rec.finished_ms = Some(t0 + 4000);
+        assert_eq!(rec.active_ms(t0 + 50_000), 4000);
+        apply(&mut rec, t0 + 60_000, FarmEvent::MergeRequested);
+        apply(
+            &mut rec,
+            t0 + 61_000,
+            FarmEvent::RunFinished { exit_code: 0 },
+        );
+        assert_eq!(rec.active_ms(t0 + 90_000), 5000);
+    }
+
+    #[test]
+    fn cleanup_says_anew_what_is_kept() {
+        let mut rec = sample(&["a"], 0);
+        let kept = |branch: &str| FarmEvent::BranchKept {
+            branch: branch.into(),
+            reason: "why".into(),
+            inspect: Some(format!("git log {branch}")),
+        };
+        assert_eq!(rec.kept, None);
+        apply(
+            &mut rec,
+            1,
+            FarmEvent::Phase {
+                phase: Phase::Cleaning,
+            },
+        );
+        apply(&mut rec, 2, kept("farm/r/a"));
+        apply(&mut rec, 3, kept("farm/r/integration"));
+        apply(&mut rec, 4, kept("farm/r/a"));
+        let names = |rec: &RunRecord| -> Vec<String> {
+            rec.kept.iter().flatten().map(|k| k.refname()).collect()
+        };
+        assert_eq!(
+            names(&rec),
+            ["refs/heads/farm/r/a", "refs/heads/farm/r/integration"]
+        );
+        // `clean` later deletes one; the next cleanup starts the list again.
+        apply(
+            &mut rec,
+            5,
+            FarmEvent::BranchDeleted {
+                branch: "farm/r/a".into(),
+            },
+        );
+        assert_eq!(names(&rec), ["refs/heads/farm/r/integration"]);
+        apply(
+            &mut rec,
+            6,
+            FarmEvent::Phase {
+                phase: Phase::Cleaning,
+            },
+        );
+        apply(&mut rec, 7, kept("refs/farm/r/a/dropped"));
+        assert_eq!(names(&rec), ["refs/farm/r/a/dropped"]);
+    }
+
+    #[test]
+    fn a_moved_branch_is_merged_again_from_its_new_tip() {
+        let mut rec = sample(&["a"], 0);
+        work(&mut rec, "a", 0, 1);
+        apply(
+            &mut rec,
+            11_000,
+            FarmEvent::Merged {
+                domain: "a".into(),
+                commit: Some("d".repeat(40)),
+            },
+        );
+        apply(
+            &mut rec,
+            20_000,
+            FarmEvent::BranchMoved {
+                domain: "a".into(),
+                branch: "farm/r/a".into(),
+                from: Some("c".repeat(40)),
+                to: "e".repeat(40),
+                files: vec!["a/x".into(), "a/fix".into()],
+                insertions: 2,
+                deletions: 0,
+            },
+        );
+        let d = rec.domain("a").unwrap();
+        assert_eq!(d.status, DomainStatus::Succeeded);
+        assert_eq!(d.head.as_deref(), Some("e".repeat(40).as_str()));
+        assert_eq!(d.files.len(), 2);
+        assert_eq!(
+            d.busy_ms(),
+            10_000,
+            "moving a branch is no work of the domain"
+        );
+    }
 
     #[test]
     fn no_cost_is_zero_not_minus_zero() {
-        let plan = crate::plan::parse(
-            Path::new("farm.yaml"),
-            "version: 1\nagent:\n  preset: sim\ndomains:\n  - name: a\n    owns: [\"a/**\"]\n    prompt: x\n",
-            |_| Ok(String::new()),
-        )
-        .unwrap();
-        let opts = RunOptions {
-            jobs: 1,
-            fail_fast: false,
-            keep_worktrees: false,
-            no_merge: false,
-            deadline_ms: None,
-            retries: None,
-        };
-        let rec = RunRecord::new(
-            "r".into(),
-            "/r".into(),
-            "/r/.git".into(),
-            plan,
-            "main".into(),
-            "b".repeat(40),
-            "main".into(),
-            "/wt".into(),
-            opts,
-        );
+        let rec = sample(&["a"], 0);
         let cost = rec.domain("a").unwrap().cost_usd();
         assert!(cost == 0.0 && cost.is_sign_positive(), "{cost:?}");
         assert_eq!(format!("{cost:.2}"), "0.00");

@@ -36,13 +36,22 @@ pub struct DomainRow {
     /// Processes that outlived its agent, ended by the supervisor.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ended_processes: Vec<crate::vocab::EndedProcess>,
+    /// The domain's worktree, while the record knows it to exist (an agent's session can only be
+    /// resumed from it: Claude Code keys sessions by directory).
+    #[serde(default)]
+    pub worktree: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Always `agent_ms ≤ busy_ms`, and `busy_ms ≤ slots × wall_ms` (at most `slots` domains work at
+/// once, and only while the farm runs).
 pub struct Metrics {
-    /// Wall time of the whole run, start to finish (or to now while running).
+    /// Wall time the farm was running: the sum of its invocations (`run`, then each `resume` or
+    /// `merge`), each from its start to its end (or to now while running); the time between
+    /// invocations is not counted.
     pub wall_ms: u64,
-    /// Sum over domains of the time each spent working (worktree, setup, agent, commit).
+    /// Sum over domains of the time each spent working (worktree, setup, agent, commit), over
+    /// every time it ran.
     pub busy_ms: u64,
     /// Sum of agent process run times over all attempts.
     pub agent_ms: u64,
@@ -80,6 +89,40 @@ pub struct Report {
     pub warnings: Vec<String>,
     pub collisions: Vec<crate::record::Collision>,
     pub exit_code: i32,
+    /// The commit verify ran on (the merged result), if it ran.
+    #[serde(default)]
+    pub verify_commit: Option<String>,
+    /// Every branch and ref of the run git still holds, with why and how to inspect it.
+    #[serde(default)]
+    pub kept: Vec<crate::record::KeptRef>,
+}
+
+/// What git holds of the run: as its last cleanup said, or, before any cleanup ran (or while one
+/// runs), every branch the record knows was made and not deleted.
+fn kept_refs(rec: &RunRecord) -> Vec<crate::record::KeptRef> {
+    let cleaning = rec.phase == Phase::Cleaning && rec.finished_ms.is_none();
+    if let Some(k) = rec.kept.as_ref().filter(|_| !cleaning) {
+        return k.clone();
+    }
+    let log = |b: &str| Some(format!("git log --stat {}..{b}", rec.into));
+    let mut out: Vec<crate::record::KeptRef> = rec
+        .plan
+        .domains
+        .iter()
+        .filter_map(|d| rec.domain(&d.name))
+        .filter(|d| d.start_commit.is_some() && !d.branch_deleted)
+        .map(|d| crate::record::KeptRef {
+            name: d.branch.clone(),
+            reason: format!("{} (not cleaned up yet)", d.status),
+            inspect: log(&d.branch),
+        })
+        .collect();
+    out.push(crate::record::KeptRef {
+        name: rec.integration_branch.clone(),
+        reason: "the merged result so far (not cleaned up yet)".into(),
+        inspect: log(&rec.integration_branch),
+    });
+    out
 }
 
 /// The exit code a run's record calls for (highest applicable wins; see README "Exit codes").
@@ -109,8 +152,7 @@ pub fn exit_code(rec: &RunRecord) -> i32 {
 }
 
 pub fn build(rec: &RunRecord, now_ms: u64) -> Report {
-    let end = rec.finished_ms.unwrap_or(now_ms);
-    let wall_ms = end.saturating_sub(rec.started_ms);
+    let wall_ms = rec.active_ms(now_ms);
     let paths = rec.paths();
     let domains: Vec<DomainRow> = rec
         .plan
@@ -141,6 +183,8 @@ pub fn build(rec: &RunRecord, now_ms: u64) -> Report {
             denials: d.denials(),
             violations: d.violations.clone(),
             ended_processes: d.ended_processes.clone(),
+            worktree: (d.worktree_created && !d.worktree_removed)
+                .then(|| d.worktree.display().to_string()),
         })
         .collect();
     let busy_ms: u64 = domains.iter().map(|d| d.duration_ms).sum();
@@ -207,6 +251,8 @@ pub fn build(rec: &RunRecord, now_ms: u64) -> Report {
         warnings: rec.warnings.clone(),
         collisions: rec.collisions.clone(),
         exit_code: rec.exit_code.unwrap_or_else(|| exit_code(rec)),
+        verify_commit: rec.verify.as_ref().map(|v| v.commit.clone()),
+        kept: kept_refs(rec),
     }
 }
 
@@ -222,6 +268,16 @@ pub fn fmt_ms(ms: u64) -> String {
 }
 
 impl Report {
+    /// The commit verify failed on, shortened, if the result failed verify.
+    fn verify_failed_on(&self) -> Option<&str> {
+        let failed = self
+            .verify
+            .as_deref()
+            .is_some_and(|v| v.starts_with("failed"));
+        let c = self.verify_commit.as_deref().filter(|_| failed)?;
+        Some(&c[..c.len().min(12)])
+    }
+
     pub fn render(&self) -> String {
         let mut out = String::new();
         out.push_str(&format!(
@@ -326,20 +382,21 @@ impl Report {
             out.push_str(&format!("result: {msg}\n"));
         }
         if let Some(cmd) = &self.land_command {
-            out.push_str(&format!("to land it yourself: {cmd}\n"));
+            match self.verify_failed_on() {
+                Some(c) => out.push_str(&format!(
+                    "verify failed on {c}; fix it on the domain branches and run `agent-farm merge {}`, or, to land it anyway: {cmd}\n",
+                    self.run_id
+                )),
+                None => out.push_str(&format!("to land it yourself: {cmd}\n")),
+            }
         }
-        let kept: Vec<&DomainRow> = self
-            .domains
-            .iter()
-            .filter(|d| d.branch_kept && d.status != DomainStatus::Merged)
-            .collect();
-        if !kept.is_empty() {
+        if !self.kept.is_empty() {
             out.push_str("kept branches:\n");
-            for d in kept {
-                out.push_str(&format!(
-                    "  {}  ({}; `git log {}`, log: {})\n",
-                    d.branch, d.status, d.branch, d.log
-                ));
+            for k in &self.kept {
+                out.push_str(&format!("  {}  ({})\n", k.name, k.reason));
+                if let Some(cmd) = &k.inspect {
+                    out.push_str(&format!("    inspect: {cmd}\n"));
+                }
             }
         }
         let violating: Vec<&DomainRow> = self
@@ -413,20 +470,286 @@ impl Report {
                 }
             }
         }
-        let sessions: Vec<String> = self
-            .domains
-            .iter()
-            .filter_map(|d| d.session_id.as_ref().map(|s| format!("{}: {s}", d.domain)))
-            .collect();
-        if !sessions.is_empty() {
+        // Claude Code finds a session by the directory it ran in: only a kept worktree has it.
+        let mut gone = Vec::new();
+        for d in &self.domains {
+            let Some(s) = &d.session_id else { continue };
+            match &d.worktree {
+                Some(wt) => out.push_str(&format!(
+                    "agent session of {}: resume it with `cd {wt} && claude --resume {s}`\n",
+                    d.domain
+                )),
+                None => gone.push(format!("{}: {s}", d.domain)),
+            }
+        }
+        if !gone.is_empty() {
             out.push_str(&format!(
-                "agent sessions (resume with `claude --resume <id>` in the domain's branch): {}\n",
-                sessions.join(", ")
+                "agent sessions (gone with their worktrees, not resumable): {}\n",
+                gone.join(", ")
             ));
         }
         for w in &self.warnings {
             out.push_str(&format!("warning: {w}\n"));
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::{AttemptEnd, FarmEvent};
+    use crate::record::{sample, sample_apply as apply, sample_work as work};
+
+    #[test]
+    fn metrics_count_the_invocations_not_the_time_between_them() {
+        let t0 = 1_000_000;
+        let mut rec = sample(&["a", "b"], t0);
+        work(&mut rec, "a", t0, 1);
+        work(&mut rec, "b", t0, 1);
+        apply(
+            &mut rec,
+            t0 + 12_000,
+            FarmEvent::RunFinished { exit_code: 8 },
+        );
+        // An hour later, `agent-farm merge` for 3 seconds.
+        let t1 = t0 + 3_600_000;
+        apply(&mut rec, t1, FarmEvent::MergeRequested);
+        apply(
+            &mut rec,
+            t1 + 2000,
+            FarmEvent::Phase {
+                phase: Phase::Cleaning,
+            },
+        );
+        apply(&mut rec, t1 + 3000, FarmEvent::RunFinished { exit_code: 0 });
+        // `clean` afterwards is no invocation of the run.
+        apply(
+            &mut rec,
+            t1 + 60_000,
+            FarmEvent::BranchDeleted { branch: "x".into() },
+        );
+        assert_eq!(rec.spans.len(), 2, "{:?}", rec.spans);
+        assert_eq!(rec.active_ms(t1 + 100_000), 15_000);
+        let m = build(&rec, t1 + 100_000).metrics;
+        assert_eq!(m.wall_ms, 15_000);
+        assert_eq!((m.busy_ms, m.agent_ms, m.slots), (20_000, 16_000, 2));
+        assert!((m.speedup - 20.0 / 15.0).abs() < 1e-9, "{}", m.speedup);
+        assert!(m.utilization <= 1.0, "{}", m.utilization);
+    }
+
+    #[test]
+    fn an_attempt_a_crash_cut_short_ends_with_its_invocation_and_work_covers_it() {
+        let t0 = 5_000_000;
+        let mut rec = sample(&["a"], t0);
+        apply(
+            &mut rec,
+            t0,
+            FarmEvent::DomainPreparing {
+                domain: "a".into(),
+                start_commit: "b".repeat(40),
+            },
+        );
+        apply(
+            &mut rec,
+            t0 + 1000,
+            FarmEvent::AgentStarted {
+                domain: "a".into(),
+                attempt: 1,
+                pid: 1,
+                spawned_ms: t0 + 1000,
+            },
+        );
+        apply(
+            &mut rec,
+            t0 + 5000,
+            FarmEvent::AgentToolUse {
+                domain: "a".into(),
+                attempt: 1,
+                tool: "Edit".into(),
+                path: None,
+                turns: 1,
+                tokens: 0,
+            },
+        );
+        // Killed; resumed ten minutes later: recovery closes the attempt, the domain runs again.
+        let t1 = t0 + 600_000;
+        apply(&mut rec, t1, FarmEvent::Resumed { pid: 2 });
+        apply(
+            &mut rec,
+            t1 + 10,
+            FarmEvent::AgentFinished {
+                domain: "a".into(),
+                attempt: 1,
+                end: AttemptEnd::Cancelled {
+                    reason: "agent-farm stopped while it ran".into(),
+                },
+                duration_ms: 0,
+            },
+        );
+        apply(
+            &mut rec,
+            t1 + 20,
+            FarmEvent::DomainReset {
+                domain: "a".into(),
+                reason: "it was running".into(),
+                after_agent: false,
+            },
+        );
+        work(&mut rec, "a", t1 + 1000, 2);
+        apply(
+            &mut rec,
+            t1 + 12_000,
+            FarmEvent::RunFinished { exit_code: 0 },
+        );
+        let d = rec.domain("a").unwrap();
+        assert_eq!(d.attempts[0].ended_ms, Some(t0 + 5000));
+        assert_eq!(d.agent_ms(), 4000 + 8000);
+        assert_eq!(d.busy_ms(), 5000 + 10_000);
+        let m = build(&rec, t1 + 99_000).metrics;
+        assert_eq!(m.wall_ms, 5000 + 12_000);
+        assert!(m.agent_ms <= m.busy_ms, "{m:?}");
+        assert!(m.busy_ms <= m.slots as u64 * m.wall_ms, "{m:?}");
+    }
+
+    #[test]
+    fn a_session_is_offered_for_resume_only_while_its_worktree_exists() {
+        let mut rec = crate::record::sample(&["a", "b"], 0);
+        for d in ["a", "b"] {
+            apply(
+                &mut rec,
+                1,
+                FarmEvent::WorktreeReady {
+                    domain: d.into(),
+                    path: format!("/wt/r/{d}"),
+                    branch: format!("farm/r/{d}"),
+                },
+            );
+            apply(
+                &mut rec,
+                2,
+                FarmEvent::AgentStarted {
+                    domain: d.into(),
+                    attempt: 1,
+                    pid: 1,
+                    spawned_ms: 2,
+                },
+            );
+            apply(
+                &mut rec,
+                3,
+                FarmEvent::AgentSession {
+                    domain: d.into(),
+                    attempt: 1,
+                    session_id: format!("sess-{d}"),
+                    model: None,
+                },
+            );
+        }
+        apply(
+            &mut rec,
+            4,
+            FarmEvent::WorktreeRemoved { domain: "b".into() },
+        );
+        let text = build(&rec, 5).render();
+        let wt = rec.domain("a").unwrap().worktree.display().to_string();
+        assert!(
+            text.contains(&format!("`cd {wt} && claude --resume sess-a`")),
+            "{text}"
+        );
+        assert!(!text.contains("claude --resume sess-b"), "{text}");
+        assert!(
+            text.contains("gone with their worktrees, not resumable): b: sess-b"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_land_command_after_a_failed_verify_says_it_failed() {
+        let mut rec = crate::record::sample(&["a"], 0);
+        let commit = "f".repeat(40);
+        apply(
+            &mut rec,
+            1,
+            FarmEvent::VerifyStarted {
+                commit: commit.clone(),
+            },
+        );
+        apply(
+            &mut rec,
+            2,
+            FarmEvent::VerifyFinished {
+                passed: false,
+                end: AttemptEnd::Exited { code: 1 },
+                duration_ms: 1,
+                log: "verify.log".into(),
+            },
+        );
+        apply(
+            &mut rec,
+            3,
+            FarmEvent::NotLanded {
+                into: "main".into(),
+                reason: "verify failed".into(),
+                command: Some("git switch main && git merge farm/r/integration".into()),
+            },
+        );
+        let text = build(&rec, 4).render();
+        assert!(
+            text.contains(&format!(
+                "verify failed on {}; fix it on the domain branches and run `agent-farm merge r`, or, to land it anyway: git switch main",
+                &commit[..12]
+            )),
+            "{text}"
+        );
+        assert!(!text.contains("to land it yourself"), "{text}");
+    }
+
+    #[test]
+    fn kept_branches_are_what_cleanup_kept_with_how_to_inspect_them() {
+        let mut rec = crate::record::sample(&["a", "b"], 0);
+        // Before any cleanup: what the record knows was made.
+        apply(
+            &mut rec,
+            1,
+            FarmEvent::DomainPreparing {
+                domain: "a".into(),
+                start_commit: "b".repeat(40),
+            },
+        );
+        let names = |r: &Report| r.kept.iter().map(|k| k.name.clone()).collect::<Vec<_>>();
+        assert_eq!(
+            names(&build(&rec, 2)),
+            [
+                rec.domain("a").unwrap().branch.clone(),
+                rec.integration_branch.clone()
+            ]
+        );
+        apply(
+            &mut rec,
+            3,
+            FarmEvent::Phase {
+                phase: Phase::Cleaning,
+            },
+        );
+        apply(
+            &mut rec,
+            4,
+            FarmEvent::BranchKept {
+                branch: "refs/farm/r/a/dropped".into(),
+                reason: "changes dropped".into(),
+                inspect: Some("git log -p bbbb..refs/farm/r/a/dropped".into()),
+            },
+        );
+        // While the cleanup runs, what it has said so far is not all git holds.
+        assert_eq!(build(&rec, 5).kept.len(), 2);
+        apply(&mut rec, 6, FarmEvent::RunFinished { exit_code: 0 });
+        let report = build(&rec, 7);
+        assert_eq!(names(&report), ["refs/farm/r/a/dropped"]);
+        let text = report.render();
+        assert!(
+            text.contains("kept branches:\n  refs/farm/r/a/dropped  (changes dropped)\n    inspect: git log -p bbbb..refs/farm/r/a/dropped\n"),
+            "{text}"
+        );
     }
 }

@@ -238,7 +238,14 @@ pub fn describe(ev: &FarmEvent) -> Option<String> {
         NotLanded { into, reason, .. } => format!("not landed on {into}: {reason}"),
         WorktreeRemoved { domain } => format!("{domain}: worktree removed"),
         BranchDeleted { branch } => format!("deleted branch {branch}"),
-        BranchKept { branch, reason } => format!("kept branch {branch}: {reason}"),
+        BranchKept {
+            branch,
+            reason,
+            inspect,
+        } => match inspect {
+            Some(cmd) => format!("kept branch {branch}: {reason}; inspect with `{cmd}`"),
+            None => format!("kept branch {branch}: {reason}"),
+        },
         Warning { domain, message } => match domain {
             Some(d) => format!("{d}: warning: {message}"),
             None => format!("warning: {message}"),
@@ -249,6 +256,12 @@ pub fn describe(ev: &FarmEvent) -> Option<String> {
             )
         }
         Resumed { pid } => format!("resuming the run in process {pid}"),
+        BranchMoved {
+            domain, branch, to, ..
+        } => format!(
+            "{domain}: {branch} moved to {} since the run, with commits the integration branch lacks; merging it again",
+            &to[..to.len().min(12)]
+        ),
         DomainReset {
             domain,
             reason,

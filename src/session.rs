@@ -472,6 +472,8 @@ impl Session {
             .into());
         }
         crate::runner::finish::ensure_integration(&rec)?;
+        // A fix committed on a domain branch since the run is merged, not the old result again.
+        let moved = crate::runner::finish::moved_branches(&rec)?;
         let opts = FarmOptions {
             mode: Mode::Merge,
             keep_worktrees,
@@ -481,6 +483,9 @@ impl Session {
         let _guard = rt.enter();
         let mut farm = Farm::new(rec, reporters, opts)?;
         farm.emit(FarmEvent::MergeRequested);
+        for ev in moved {
+            farm.emit(ev);
+        }
         drop(_guard);
         Ok(Session {
             farm,

@@ -108,6 +108,15 @@ fn three_real_claude_agents_write_and_edit_their_own_files_with(bin: &std::path:
         "no Edit activity with turns and tokens so far for api"
     );
     assert!(run.stdout.contains("COST"), "{}", run.stdout);
+    // Claude Code finds a session by its directory: once the worktrees are gone, no resume hint
+    // that would fail with "No conversation found".
+    assert!(!run.stdout.contains("claude --resume"), "{}", run.stdout);
+    assert!(
+        run.stdout
+            .contains("gone with their worktrees, not resumable"),
+        "{}",
+        run.stdout
+    );
     // The raw stream is kept in the domain's log.
     let log = std::fs::read_to_string(repo.run_dir().join("api/api-output.log")).unwrap();
     assert!(log.contains("\"type\":\"result\""));

@@ -126,6 +126,10 @@ fn revert_merges_the_rest_and_keeps_the_dropped_change() {
         patch.contains("+hijacked by api") && patch.contains("NOTES.md"),
         "{patch}"
     );
+    // The report lists the dropped ref among what the run keeps, as git holds it.
+    let kept = repo.kept_refs(&repo.report());
+    assert!(kept.contains(&dropped), "{kept:?}");
+    repo.assert_matches_report();
     let clean = repo.farm(&["clean"]);
     assert!(clean.stdout.contains(&dropped), "{}", clean.stdout);
 }

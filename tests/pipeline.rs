@@ -296,6 +296,21 @@ fn merge_conflict_leaves_integration_untouched_and_keeps_the_branch() {
         format!("# {loser} version")
     );
     repo.assert_matches_report();
+    // Resolved on the branch as its kept-branch entry says, `merge` merges it again and lands.
+    let hint = format!("`git switch {branch} && git merge main`");
+    assert!(run.stdout.contains(&hint), "{hint}\n{}", run.stdout);
+    repo.git(&["switch", "-q", &branch]);
+    assert!(!repo.git_output(&["merge", "-q", "main"]).status.success());
+    repo.write("README.md", "# both versions\n");
+    repo.git(&["add", "README.md"]);
+    repo.git(&["commit", "-q", "--no-edit"]);
+    repo.git(&["switch", "-q", "main"]);
+    repo.farm(&["merge", "--progress", "plain"]).expect(0);
+    assert_eq!(repo.read("README.md"), "# both versions\n");
+    assert!(repo.root.join(format!("{loser}/x")).is_file());
+    assert_eq!(domain_rec(&repo.record(), loser)["status"], "merged");
+    repo.assert_matches_report();
+    repo.assert_nothing_created();
 }
 
 #[test]
@@ -320,6 +335,116 @@ fn failing_verify_blocks_landing() {
     assert_eq!(repo.report()["landed"], false);
     assert!(repo.run_dir().join("verify.log").is_file());
     repo.assert_matches_report();
+}
+
+#[test]
+fn after_a_failed_verify_the_report_lists_every_branch_git_holds_and_warns_before_landing() {
+    let repo = TestRepo::new();
+    let domains = [
+        domain("a", "a/**", "write a/x 1", ""),
+        domain("b", "b/**", "write b/y 2", ""),
+        domain("bad", "bad/**", "write bad/p half done\nexit 3", ""),
+    ]
+    .concat();
+    repo.write_plan(&sim_plan("verify: test -f a/fix\n", &domains));
+    let run = repo.farm(&["run", "--progress", "plain"]);
+    run.expect(8);
+    let id = repo.last_run();
+    let report = repo.report();
+    let git_holds = repo.run_refs(&id);
+    assert_eq!(
+        git_holds,
+        ["a", "b", "bad", "integration"]
+            .map(|b| format!("refs/heads/farm/{id}/{b}"))
+            .to_vec()
+    );
+    assert_eq!(repo.kept_refs(&report), git_holds);
+    let integration = format!("farm/{id}/integration");
+    let reason_of = |name: &str| {
+        report["kept"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["name"] == name)
+            .map(|k| k["reason"].as_str().unwrap().to_string())
+            .unwrap()
+    };
+    let tip = repo.git(&["rev-parse", &integration]);
+    let why = reason_of(&integration);
+    assert!(
+        why.contains(&format!("failed verify on {}", &tip[..12]))
+            && why.contains(&format!("agent-farm merge {id}"))
+            && why.contains(&format!(
+                "to land it anyway: `git switch main && git merge {integration}`"
+            )),
+        "{why}"
+    );
+    assert!(reason_of(&format!("farm/{id}/a")).contains("merged into"));
+    assert!(reason_of(&format!("farm/{id}/bad")).starts_with("failed"));
+    // The printed report says the same, with a command to inspect each.
+    for b in ["a", "b", "bad", "integration"] {
+        let inspect = format!("inspect: git log --stat main..farm/{id}/{b}\n");
+        assert!(run.stdout.contains(&inspect), "{inspect}\n{}", run.stdout);
+    }
+    assert!(
+        !run.stdout.contains("land it with"),
+        "no land hint without the warning:\n{}",
+        run.stdout
+    );
+    repo.assert_matches_report();
+}
+
+#[test]
+fn merge_picks_up_a_fix_committed_on_a_domain_branch_and_lands() {
+    let repo = TestRepo::new();
+    let domains = [
+        domain("a", "a/**", "write a/x 1", ""),
+        domain("b", "b/**", "write b/y 2", ""),
+    ]
+    .concat();
+    repo.write_plan(&sim_plan("verify: test -f a/fix\n", &domains));
+    let main_before = repo.git(&["rev-parse", "main"]);
+    repo.farm(&["run", "--progress", "none"]).expect(8);
+    let id = repo.last_run();
+    let branch = format!("farm/{id}/a");
+    // The user fixes the work on the domain's branch, as the kept-branch hint says.
+    repo.git(&["switch", "-q", &branch]);
+    repo.write("a/fix", "fixed\n");
+    repo.commit_all("fix a");
+    let fix = repo.git(&["rev-parse", "HEAD"]);
+    repo.git(&["switch", "-q", "main"]);
+    assert_eq!(repo.git(&["rev-parse", "main"]), main_before);
+    let merge = repo.farm(&["merge", &id, "--progress", "plain"]);
+    merge.expect(0);
+    assert!(
+        merge.stderr.contains("moved to") && merge.stderr.contains("merging it again"),
+        "{}",
+        merge.stderr
+    );
+    assert_eq!(repo.read("a/fix"), "fixed\n");
+    assert!(repo.root.join("a/x").is_file() && repo.root.join("b/y").is_file());
+    let rec = repo.record();
+    assert_eq!(rec["verify"]["passed"], true);
+    assert_eq!(domain_rec(&rec, "a")["status"], "merged");
+    assert_eq!(domain_rec(&rec, "a")["head"], fix.as_str());
+    let moved: Vec<Value> = repo
+        .events()
+        .into_iter()
+        .filter(|e| e["event"] == "branch_moved")
+        .collect();
+    assert_eq!(moved.len(), 1, "{moved:?}");
+    assert_eq!(moved[0]["domain"], "a");
+    assert_eq!(moved[0]["to"], fix.as_str());
+    // The time between the two commands is not the farm's.
+    let m = &repo.report()["metrics"];
+    let spans = rec["spans"].as_array().unwrap();
+    assert_eq!(spans.len(), 2, "{spans:?}");
+    let gap = spans[1]["start_ms"].as_u64().unwrap() - spans[0]["end_ms"].as_u64().unwrap();
+    let whole = rec["finished_ms"].as_u64().unwrap() - rec["started_ms"].as_u64().unwrap();
+    assert_eq!(m["wall_ms"].as_u64().unwrap(), whole - gap, "{m}");
+    assert!(m["agent_ms"].as_u64() <= m["busy_ms"].as_u64(), "{m}");
+    repo.assert_matches_report();
+    repo.assert_nothing_created();
 }
 
 #[test]

@@ -351,6 +351,35 @@ pub fn cleanup_run(
         }
     };
     let checked_out = |branch: &str| git::checked_out_at(&repo, branch).is_some();
+    // Whatever is kept is listed with why and how to look at it; a ref that cannot be deleted
+    // is kept too, and says so.
+    let into = rec.into.clone();
+    let kept = |out: &mut Vec<FarmEvent>, branch: &str, reason: String, inspect: String| {
+        out.push(FarmEvent::BranchKept {
+            branch: branch.to_string(),
+            reason,
+            inspect: Some(inspect),
+        })
+    };
+    let log_branch = |b: &str| format!("git log --stat {into}..{b}");
+    let delete = |out: &mut Vec<FarmEvent>, refname: &str, shown: &str, inspect: String| {
+        match super::effects::delete_ref(journal, &repo, &names, refname) {
+            Ok(_) => out.push(FarmEvent::BranchDeleted {
+                branch: shown.to_string(),
+            }),
+            Err(e) => kept(out, shown, format!("it could not be deleted: {e}"), inspect),
+        }
+    };
+    // What a conflicted domain's branch is to be brought up to date with: the merged result if it
+    // stays, else `into` (which holds it).
+    let integration_tip = git::branch_tip(&repo, &rec.integration_branch);
+    let integration_stays = integration_tip
+        .is_some_and(|t| !(merged_into(t) || force || t.to_string() == rec.base_commit));
+    let up_to_date_with = if integration_stays {
+        rec.integration_branch.as_str()
+    } else {
+        rec.into.as_str()
+    };
     for d in rec.domains.values() {
         let Some(tip) = git::branch_tip(&repo, &d.branch) else {
             // Gone already (a cleanup interrupted before it was recorded): record the fact.
@@ -362,48 +391,47 @@ pub fn cleanup_run(
             continue;
         };
         if checked_out(&d.branch) {
-            out.push(FarmEvent::BranchKept {
-                branch: d.branch.clone(),
-                reason: "its worktree is kept".into(),
-            });
+            kept(
+                &mut out,
+                &d.branch,
+                format!("its worktree {} is kept", d.worktree.display()),
+                log_branch(&d.branch),
+            );
             continue;
         }
         if merged_into(tip) || force || content_in(d.start_commit.as_ref(), tip) {
-            match super::effects::delete_ref(
-                journal,
-                &repo,
-                &names,
+            delete(
+                &mut out,
                 &format!("refs/heads/{}", d.branch),
-            ) {
-                Ok(_) => out.push(FarmEvent::BranchDeleted {
-                    branch: d.branch.clone(),
-                }),
-                Err(e) => warn(&mut out, Some(&d.name), e.to_string()),
-            }
+                &d.branch,
+                log_branch(&d.branch),
+            );
         } else {
             let reason = match d.status {
                 DomainStatus::Conflicted => format!(
-                    "conflicted on {}; resolve with `git merge {}`",
+                    "conflicted on {}; resolve it on its branch (`git switch {} && git merge {up_to_date_with}`), then run `agent-farm merge {}`",
                     summarize(&d.conflict_paths),
-                    d.branch
+                    d.branch,
+                    rec.run_id
                 ),
-                DomainStatus::Merged | DomainStatus::Succeeded => format!(
-                    "its work is not in `{}` yet (see {})",
-                    rec.into, rec.integration_branch
+                DomainStatus::Merged => format!(
+                    "merged into {}, which is not in `{}`",
+                    rec.integration_branch, rec.into
+                ),
+                DomainStatus::Succeeded => format!(
+                    "finished but not merged; merge it with `agent-farm merge {}`",
+                    rec.run_id
                 ),
                 s => format!(
-                    "{s}: its commits are not merged; inspect with `git log {}`",
-                    d.branch
+                    "{s}: its commits are not merged (agent log: {})",
+                    rec.paths().output_log(&d.name).display()
                 ),
             };
-            out.push(FarmEvent::BranchKept {
-                branch: d.branch.clone(),
-                reason,
-            });
+            kept(&mut out, &d.branch, reason, log_branch(&d.branch));
         }
     }
     // Refs agent-farm keeps under refs/farm/<run>/: commits an agent made off its branch,
-    // changes dropped by the revert policy.
+    // changes dropped by the revert policy, a blocked attempt set aside.
     let prefix = crate::names::RunNames::new(rec.run_id.clone()).hidden_prefix();
     let kept_refs: Vec<(String, git2::Oid)> = repo
         .references_glob(&format!("{prefix}*"))
@@ -413,46 +441,53 @@ pub fn cleanup_run(
                 .collect()
         })
         .unwrap_or_default();
+    let base = &rec.base_commit[..rec.base_commit.len().min(12)];
     for (refname, tip) in kept_refs {
+        let inspect = format!("git log -p {base}..{refname}");
         // A dropped-changes ref is history the user may want even though it is reachable.
         if force || (merged_into(tip) && !refname.ends_with("/dropped")) {
-            match super::effects::delete_ref(journal, &repo, &names, &refname) {
-                Ok(_) => out.push(FarmEvent::BranchDeleted { branch: refname }),
-                Err(e) => warn(&mut out, None, e.to_string()),
-            }
+            delete(&mut out, &refname, &refname, inspect);
         } else {
             let what = if refname.ends_with("/dropped") {
                 "changes dropped from the domain by the revert policy"
+            } else if refname.ends_with("/blocked") {
+                "a blocked attempt, set aside when the domain ran again"
             } else {
                 "commits the agent made off its branch"
             };
-            out.push(FarmEvent::BranchKept {
-                reason: format!("{what}; inspect with `git log -p {refname}`"),
-                branch: refname,
-            });
+            kept(&mut out, &refname, what.to_string(), inspect);
         }
     }
-    if let Some(tip) = git::branch_tip(&repo, &rec.integration_branch) {
+    if let Some(tip) = integration_tip {
+        let integration = &rec.integration_branch;
+        let inspect = log_branch(integration);
         if merged_into(tip) || force || tip.to_string() == rec.base_commit {
-            match super::effects::delete_ref(
-                journal,
-                &repo,
-                &names,
-                &format!("refs/heads/{}", rec.integration_branch),
-            ) {
-                Ok(_) => out.push(FarmEvent::BranchDeleted {
-                    branch: rec.integration_branch.clone(),
-                }),
-                Err(e) => warn(&mut out, None, e.to_string()),
-            }
+            delete(
+                &mut out,
+                &format!("refs/heads/{integration}"),
+                integration,
+                inspect,
+            );
         } else {
-            out.push(FarmEvent::BranchKept {
-                branch: rec.integration_branch.clone(),
-                reason: format!(
-                    "the merged result is not in `{}`; land it with `git switch {} && git merge {}`",
-                    rec.into, rec.into, rec.integration_branch
+            let land = format!("git switch {into} && git merge {integration}");
+            // The result that just failed verify is no result to land without a word.
+            let failed = rec
+                .verify
+                .as_ref()
+                .filter(|v| v.passed == Some(false) && v.commit == tip.to_string());
+            let reason = match failed {
+                Some(v) => format!(
+                    "the merged result failed verify on {}{}; fix it on the domain branches and run `agent-farm merge {}`, or, to land it anyway: `{land}`",
+                    &v.commit[..v.commit.len().min(12)],
+                    v.end
+                        .as_ref()
+                        .map(|e| format!(" ({})", e.describe()))
+                        .unwrap_or_default(),
+                    rec.run_id
                 ),
-            });
+                None => format!("the merged result is not in `{into}`; land it with `{land}`"),
+            };
+            kept(&mut out, integration, reason, inspect);
         }
     }
     out
@@ -502,6 +537,59 @@ fn save_orphaned_dir(
         path = d.worktree.display()
     );
     git::snapshot_dir_onto_branch(repo, &d.worktree, &d.branch, &msg, &rec.plan.copy)
+}
+
+/// Before `agent-farm merge` merges again: the domains whose branch holds commits the
+/// integration branch does not (a fix committed by hand on a domain branch since the run), each
+/// to be merged again from its branch's tip. Blocking.
+pub fn moved_branches(rec: &RunRecord) -> Result<Vec<FarmEvent>, git::GitError> {
+    let repo = git::open(&rec.repo)?;
+    let integration = git::branch_tip(&repo, &rec.integration_branch);
+    let mut out = Vec::new();
+    for d in rec.plan.domains.iter().filter_map(|p| rec.domain(&p.name)) {
+        if !matches!(
+            d.status,
+            DomainStatus::Merged | DomainStatus::Succeeded | DomainStatus::Conflicted
+        ) {
+            continue;
+        }
+        let (Some(tip), Some(start)) = (
+            git::branch_tip(&repo, &d.branch),
+            d.start_commit
+                .as_ref()
+                .and_then(|s| s.parse::<git2::Oid>().ok()),
+        ) else {
+            continue;
+        };
+        let recorded = d.head.as_ref().and_then(|h| h.parse::<git2::Oid>().ok());
+        if tip == recorded.unwrap_or(start)
+            || integration.is_some_and(|i| git::is_merged(&repo, tip, i))
+        {
+            continue;
+        }
+        if let Some(h) = recorded.filter(|h| !git::is_merged(&repo, *h, tip)) {
+            out.push(FarmEvent::Warning {
+                domain: Some(d.name.clone()),
+                message: format!(
+                    "{} was rewritten since the run (it no longer holds {}); merging it again may conflict with its earlier version in {}",
+                    d.branch,
+                    &h.to_string()[..12],
+                    rec.integration_branch
+                ),
+            });
+        }
+        let stats = git::change_stats(&repo, start, tip)?;
+        out.push(FarmEvent::BranchMoved {
+            domain: d.name.clone(),
+            branch: d.branch.clone(),
+            from: d.head.clone(),
+            to: tip.to_string(),
+            files: stats.files,
+            insertions: stats.insertions,
+            deletions: stats.deletions,
+        });
+    }
+    Ok(out)
 }
 
 /// Make sure the run's integration branch exists (`clean` deletes it when it holds nothing):
@@ -832,6 +920,7 @@ pub fn cleanup_without_record(
             }
         } else {
             out.push(FarmEvent::BranchKept {
+                inspect: Some(format!("git log --stat {into}..{name}")),
                 branch: short,
                 reason: format!("holds commits not in `{into}`"),
             });

@@ -264,6 +264,44 @@ impl TestRepo {
         self.git(&["fsck", "--no-progress"]);
     }
 
+    /// Every ref git holds of a run (its branches and its hidden refs), per `git for-each-ref`.
+    pub fn run_refs(&self, run_id: &str) -> Vec<String> {
+        let mut refs: Vec<String> = self
+            .git(&[
+                "for-each-ref",
+                "--format=%(refname)",
+                &format!("refs/heads/farm/{run_id}/"),
+                &format!("refs/farm/{run_id}/"),
+            ])
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        refs.sort();
+        refs
+    }
+
+    /// The full names of the refs a report lists as kept; each must say why and how to inspect.
+    pub fn kept_refs(&self, report: &Value) -> Vec<String> {
+        let mut refs: Vec<String> = report["kept"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| {
+                let name = k["name"].as_str().unwrap();
+                assert!(!k["reason"].as_str().unwrap().is_empty(), "{k}");
+                let inspect = k["inspect"].as_str().unwrap_or_default();
+                assert!(inspect.starts_with("git ") && inspect.contains(name), "{k}");
+                if name.starts_with("refs/") {
+                    name.to_string()
+                } else {
+                    format!("refs/heads/{name}")
+                }
+            })
+            .collect();
+        refs.sort();
+        refs
+    }
+
     /// `git worktree list`, `git branch` and `git fsck` agree with the run's report.
     pub fn assert_matches_report(&self) {
         let report = self.report();
@@ -277,6 +315,14 @@ impl TestRepo {
                 "branch {branch}: report says kept={kept}, git has {branches:?}"
             );
         }
+        assert_eq!(
+            self.kept_refs(&report),
+            self.run_refs(report["run_id"].as_str().unwrap()),
+            "the report's kept branches are what git holds of the run"
+        );
+        // Agents ran within their domains' work, which is counted only while the farm ran.
+        let m = &report["metrics"];
+        assert!(m["agent_ms"].as_u64() <= m["busy_ms"].as_u64(), "{m}");
         let integration = report["integration_branch"].as_str().unwrap();
         let landed = report["landed"].as_bool();
         if landed == Some(true) {
