@@ -275,3 +275,46 @@ fn a_move_of_into_during_the_run_is_reported() {
     assert!(log.contains("sneaky"), "{log}");
     assert!(repo.files_at("main").contains(&"src/api/a.rs".to_string()));
 }
+
+/// agent-farm SIGKILLed while its agent runs a daemon that left its group, session and
+/// environment: the supervisor sees agent-farm die and ends the whole tree, so nothing runs on
+/// unwatched (resume then carries the work on).
+#[test]
+fn when_agent_farm_is_killed_its_agents_and_their_daemons_end() {
+    let repo = TestRepo::new();
+    let m = repo.scratch.display().to_string();
+    let daemon = format!(
+        "sh (setsid env -i /bin/sh -c 'echo $$ > {m}/daemon.pid; trap \"\" TERM; while :; do sleep 0.05; done' >/dev/null 2>&1 &)"
+    );
+    repo.write_plan(&sim_plan_with(
+        "grace: 300ms",
+        "",
+        &domain(
+            "a",
+            "src/api/**",
+            &format!("write src/api/a.rs a\npid-file {m}/agent.pid\n{daemon}\nwait-for {m}/go 60s"),
+            "",
+        ),
+    ));
+    let mut farm = repo.spawn_farm(&["run", "--progress", "none"]);
+    let pid_file = repo.scratch.join("daemon.pid");
+    wait_until("the daemon", Duration::from_secs(30), || {
+        std::fs::read_to_string(&pid_file).is_ok_and(|s| s.ends_with('\n'))
+    });
+    let (daemon, agent) = (
+        read_pid(&pid_file),
+        read_pid(&repo.scratch.join("agent.pid")),
+    );
+    assert!(process_alive(daemon) && process_alive(agent));
+    farm.kill().unwrap();
+    farm.wait().unwrap();
+    wait_until(
+        "the agent and its daemon to end",
+        Duration::from_secs(15),
+        || !process_alive(daemon) && !process_alive(agent),
+    );
+    // The work is kept: resume commits and lands it (its agent, run again, goes on at once).
+    std::fs::write(repo.scratch.join("go"), "").unwrap();
+    repo.farm(&["resume", "--progress", "plain"]).expect(0);
+    assert_eq!(repo.read("src/api/a.rs"), "a\n");
+}
