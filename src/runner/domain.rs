@@ -228,9 +228,7 @@ fn spec_for(job: &DomainJob, argv: Vec<String>, log: PathBuf) -> ProcSpec {
 /// [`crate::supervise`]), except its own worktree, git's entry for it and its branch's ref.
 fn guard_policy(job: &DomainJob) -> Option<crate::supervise::GuardPolicy> {
     let zones = job.guard_zones.as_ref()?;
-    let canon = |p: &Path| -> PathBuf {
-        std::fs::canonicalize(p).unwrap_or_else(|_| crate::supervise::normalize(p))
-    };
+    let canon = crate::supervise::canonical;
     let common = canon(&job.common_dir);
     let ref_file = common.join("refs/heads").join(&job.branch);
     let mut lock = ref_file.clone().into_os_string();
@@ -335,7 +333,22 @@ async fn prepare_inner(
     for cmd in job.setup.iter().filter(|_| !skip_setup) {
         let log = job.paths.setup_log(&name);
         let _ = process::log_line(&log, &format!("$ {}", cmd.display()));
-        let r = process::run(&spec_for(job, cmd.argv(), log), |_| {}, cancel).await;
+        let r = process::run(&spec_for(job, cmd.argv(), log.clone()), |_| {}, cancel).await;
+        if !r.ended.is_empty() {
+            let _ = process::log_line(
+                &log,
+                &format!(
+                    "agent-farm: ended {} process(es) `{}` left running: {}",
+                    r.ended.len(),
+                    cmd.display(),
+                    r.ended
+                        .iter()
+                        .map(|p| format!("{} `{}` ({})", p.pid, p.command, p.signal))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            );
+        }
         if !r.end.success() {
             let status = match r.end {
                 AttemptEnd::Cancelled { .. } => DomainStatus::Cancelled,

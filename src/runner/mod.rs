@@ -16,7 +16,7 @@ pub mod process;
 pub mod stream;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -686,11 +686,11 @@ impl Farm {
 /// every checkout of the repository (the main one and the user's linked worktrees). Each agent
 /// may still write its own worktree and what its own commits need.
 fn guard_zones(rec: &RunRecord) -> Option<Vec<crate::supervise::Zone>> {
-    use crate::supervise::{Zone, normalize};
+    use crate::supervise::Zone;
     if !rec.plan.ownership.guard {
         return None;
     }
-    let canon = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| normalize(p));
+    let canon = crate::supervise::canonical;
     let common = canon(&rec.common_dir);
     let mut zones = vec![
         Zone {

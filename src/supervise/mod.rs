@@ -143,6 +143,30 @@ pub fn main(args: &[std::ffi::OsString]) -> i32 {
     }
 }
 
+/// `p` with symbolic links resolved as far as it exists, the rest appended (a zone or worktree
+/// may not exist yet when the policy is made, yet the guard compares resolved paths).
+pub fn canonical(p: &Path) -> PathBuf {
+    let p = normalize(p);
+    let mut existing = p.as_path();
+    let mut rest = Vec::new();
+    loop {
+        if let Ok(c) = std::fs::canonicalize(existing) {
+            let mut out = c;
+            for r in rest.iter().rev() {
+                out.push(r);
+            }
+            return out;
+        }
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_owned());
+                existing = parent;
+            }
+            _ => return p,
+        }
+    }
+}
+
 /// The path `p` with `.` and `..` taken out lexically (for a path that does not exist yet).
 pub fn normalize(p: &Path) -> PathBuf {
     use std::path::Component;
@@ -228,6 +252,16 @@ mod tests {
             z("/r/.git/worktrees/farm-run-b/HEAD"),
             Some("git's shared directory")
         );
+    }
+
+    #[test]
+    fn canonical_resolves_what_exists() {
+        let d = tempfile::tempdir().unwrap();
+        let real = d.path().join("real");
+        std::fs::create_dir(&real).unwrap();
+        std::os::unix::fs::symlink(&real, d.path().join("link")).unwrap();
+        let got = canonical(&d.path().join("link/not/yet"));
+        assert_eq!(got, real.canonicalize().unwrap().join("not/yet"));
     }
 
     #[test]
