@@ -449,7 +449,11 @@ pub async fn attempt(job: DomainJob, em: Emitter, cancel: CancelRx, attempt: u32
             }
             None
         }
-        Err(e) => Some(e),
+        Err(e) => {
+            // The whole of it (a refusing hook's output) where `agent-farm logs` shows it.
+            let _ = process::log_line(&log, &format!("=== agent-farm: commit failed: {e}"));
+            Some(e)
+        }
     };
     em.msg(DomainMsg::AttemptDone {
         attempt,

@@ -384,7 +384,7 @@ pub fn cleanup_run(
         }
     }
     // Refs agent-farm keeps under refs/farm/<run>/: commits an agent made off its branch,
-    // changes dropped by the revert policy.
+    // changes dropped by the revert policy, work a commit hook refused.
     let prefix = crate::names::RunNames::new(rec.run_id.clone()).hidden_prefix();
     let kept_refs: Vec<(String, git2::Oid)> = repo
         .references_glob(&format!("{prefix}*"))
@@ -404,6 +404,8 @@ pub fn cleanup_run(
         } else {
             let what = if refname.ends_with("/dropped") {
                 "changes dropped from the domain by the revert policy"
+            } else if refname.ends_with("/rejected") {
+                "work a commit hook of the repository refused"
             } else {
                 "commits the agent made off its branch"
             };
