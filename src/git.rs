@@ -405,8 +405,25 @@ pub fn commit_all(
     let mut index = repo
         .index()
         .ctx(|| format!("cannot read index in {}", path.display()))?;
+    // A directory with a `.git` of its own cannot be staged (libgit2 refuses the whole add):
+    // left out, and reported by the audit as in no commit (see `crate::unsaved`).
+    let nested: Vec<String> = crate::unsaved::find(path)
+        .ctx(|| format!("cannot read status of {}", path.display()))?
+        .into_iter()
+        .filter_map(|u| match u {
+            crate::unsaved::Unsaved::NestedRepository { path } => Some(path),
+            _ => None,
+        })
+        .collect();
     let mut skip = |p: &Path, _: &[u8]| -> i32 {
-        if exclude.iter().any(|e| Path::new(e) == p) {
+        let s = p.to_string_lossy();
+        let s = s.trim_end_matches('/');
+        let inside = |d: &String| {
+            s == d
+                || s.strip_prefix(d.as_str())
+                    .is_some_and(|r| r.starts_with('/'))
+        };
+        if exclude.iter().any(|e| Path::new(e) == p) || nested.iter().any(inside) {
             1
         } else {
             0
@@ -1175,6 +1192,51 @@ pub fn tree_paths(repo: &Repository, commit: Oid) -> Result<Vec<String>> {
         git2::TreeWalkResult::Ok
     })
     .ctx(|| "cannot walk tree".into())?;
+    Ok(out)
+}
+
+/// The submodules of the tree of `commit`: the paths of its gitlinks, and for each the names of
+/// the other entries of its parent directory (directories with a trailing `/`).
+pub fn submodules_at(repo: &Repository, commit: Oid) -> Result<Vec<(String, Vec<String>)>> {
+    let tree = repo
+        .find_commit(commit)
+        .and_then(|c| c.tree())
+        .ctx(|| format!("cannot read tree of {commit}"))?;
+    let mut links = Vec::new();
+    tree.walk(git2::TreeWalkMode::PreOrder, |dir, entry| {
+        if entry.kind() == Some(git2::ObjectType::Commit) {
+            links.push((
+                dir.to_string(),
+                entry.name().unwrap_or_default().to_string(),
+            ));
+        }
+        git2::TreeWalkResult::Ok
+    })
+    .ctx(|| "cannot walk tree".into())?;
+    let mut out = Vec::new();
+    for (dir, name) in links {
+        let parent = match dir.trim_end_matches('/') {
+            "" => Some(tree.clone()),
+            d => tree
+                .get_path(Path::new(d))
+                .ok()
+                .and_then(|e| repo.find_tree(e.id()).ok()),
+        };
+        let siblings = parent
+            .iter()
+            .flat_map(|t| t.iter())
+            .filter(|e| e.name().ok() != Some(name.as_str()))
+            .map(|e| {
+                let slash = if e.kind() == Some(git2::ObjectType::Tree) {
+                    "/"
+                } else {
+                    ""
+                };
+                format!("{dir}{}{slash}", e.name().unwrap_or_default())
+            })
+            .collect();
+        out.push((format!("{dir}{name}"), siblings));
+    }
     Ok(out)
 }
 

@@ -24,6 +24,7 @@ pub mod runner;
 pub mod session;
 pub mod sim;
 pub mod txn;
+pub mod unsaved;
 pub mod vocab;
 pub mod watch;
 
