@@ -170,6 +170,27 @@ pub fn nested_repos(workdir: &Path, rel: &str) -> Vec<String> {
     out
 }
 
+/// The files under the directory `rel` of the worktree, as worktree paths; `None` when there
+/// are more than `limit`.
+pub fn files_under(workdir: &Path, rel: &str, limit: usize) -> Option<Vec<String>> {
+    let mut out = Vec::new();
+    let mut stack = vec![workdir.join(rel)];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(p);
+            } else if let Ok(r) = p.strip_prefix(workdir) {
+                if out.len() == limit {
+                    return None;
+                }
+                out.push(r.to_string_lossy().into_owned());
+            }
+        }
+    }
+    Some(out)
+}
+
 fn walk_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
     for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         let p = e.path();

@@ -218,3 +218,194 @@ fn a_refusing_commit_msg_hook_names_itself() {
     );
     assert!(worktree_of(&repo, "api").join("src/api/new.rs").is_file());
 }
+
+fn warnings(repo: &TestRepo) -> Vec<String> {
+    repo.record()["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w.as_str().unwrap().to_string())
+        .collect()
+}
+
+#[track_caller]
+fn warned(repo: &TestRepo, needle: &str) -> String {
+    let all = warnings(repo);
+    all.iter()
+        .find(|w| w.contains(needle))
+        .unwrap_or_else(|| panic!("no warning with {needle:?} in {all:#?}"))
+        .clone()
+}
+
+/// A gitignored file inside the domain's globs is in no commit: the audit reports it with the
+/// rule that ignores it, the domain merges as partial, and cleanup keeps the worktree holding it
+/// (`clean` too, until `--force`). Gitignored build output outside the domain is not its work and
+/// is not reported.
+#[test]
+fn an_owned_gitignored_write_is_reported_with_its_rule_and_kept() {
+    let repo = TestRepo::with_files(&[
+        (".gitignore", "target/\n# secrets\n*.env\n"),
+        ("src/api/mod.rs", "// api\n"),
+    ]);
+    repo.write_plan(&sim_plan(
+        "",
+        &domain(
+            "api",
+            "src/api/**",
+            "write src/api/ok.rs ok\nwrite src/api/local.env TOKEN=1\nwrite target/debug/out binary",
+            "",
+        ),
+    ));
+    let run = repo.farm(&["run", "--progress", "plain"]);
+    run.expect(0);
+    let w = warned(&repo, "src/api/local.env");
+    assert!(
+        w.contains("not committed: ignored by .gitignore:3 (*.env)"),
+        "{w}"
+    );
+    assert!(!warnings(&repo).iter().any(|w| w.contains("target/")));
+    let d = domain_rec(&repo, "api");
+    assert_eq!(d["status"], "merged", "{d}");
+    let reason = d["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("partial: 1 written path(s) in no commit"),
+        "{reason}"
+    );
+    assert!(reason.contains("src/api/local.env"), "{reason}");
+    assert_eq!(repo.read("src/api/ok.rs"), "ok\n");
+    // Kept, with the file, and said so.
+    let wt = worktree_of(&repo, "api");
+    assert_eq!(
+        std::fs::read_to_string(wt.join("src/api/local.env")).unwrap(),
+        "TOKEN=1\n"
+    );
+    let kept = warned(&repo, "kept worktree");
+    assert!(kept.contains("src/api/local.env"), "{kept}");
+    assert!(kept.contains("--force"), "{kept}");
+    assert!(run.stdout.contains("src/api/local.env"), "{}", run.stdout);
+    // `clean` keeps it too; `--force` removes it.
+    let id = repo.last_run();
+    let c = repo.farm(&["clean", &id]);
+    c.expect(0);
+    assert!(wt.join("src/api/local.env").is_file(), "{}", c.stdout);
+    assert!(c.stdout.contains("kept worktree"), "{}", c.stdout);
+    repo.farm(&["clean", &id, "--force"]).expect(0);
+    assert!(!wt.exists());
+    repo.git(&["fsck", "--no-progress"]);
+}
+
+/// `ownership.ignore` says a path never counts: an owned gitignored file there (build output) is
+/// neither reported nor kept.
+#[test]
+fn an_owned_gitignored_path_listed_in_ownership_ignore_is_not_kept() {
+    let repo = TestRepo::with_files(&[
+        (".gitignore", "dist/\n"),
+        ("web/index.html", "<h1>web</h1>\n"),
+    ]);
+    repo.write_plan(&sim_plan(
+        "ownership:\n  ignore: [\"web/dist/**\"]\n",
+        &domain(
+            "web",
+            "web/**",
+            "write web/app.js app\nwrite web/dist/app.min.js min",
+            "",
+        ),
+    ));
+    repo.farm(&["run", "--progress", "plain"]).expect(0);
+    assert!(warnings(&repo).is_empty(), "{:?}", warnings(&repo));
+    assert!(domain_rec(&repo, "web")["reason"].is_null());
+    repo.assert_matches_report();
+}
+
+/// A repository the agent made inside its domain, a stray `.git` file, and `git init` in a
+/// tracked directory: the rest of the work is committed and merged (the commit no longer fails
+/// on them), each is reported as in no commit, and the worktree holding them is kept.
+#[test]
+fn nested_repositories_and_stray_git_files_are_reported_and_kept() {
+    let repo = TestRepo::new();
+    repo.write_plan(&sim_plan(
+        "",
+        &domain(
+            "api",
+            "src/api/**",
+            "write src/api/ok.rs ok\n\
+             git-init src/api/inner\nwrite src/api/inner/lib.rs inner work\n\
+             write src/api/odd/.git gitdir: nowhere\nwrite src/api/odd/x.rs odd work\n\
+             git-init src/api",
+            "",
+        ),
+    ));
+    let run = repo.farm(&["run", "--progress", "plain"]);
+    run.expect(0);
+    let d = domain_rec(&repo, "api");
+    assert_eq!(d["status"], "merged", "{d}");
+    assert_eq!(repo.read("src/api/ok.rs"), "ok\n");
+    for (path, why) in [
+        ("src/api/inner/ (", "a nested git repository"),
+        ("src/api/odd/ (", "a nested git repository"),
+        ("src/api/.git (", "git never commits a .git"),
+    ] {
+        let w = warned(&repo, path);
+        assert!(w.contains(&format!("not committed: {why}")), "{w}");
+    }
+    assert!(
+        !repo
+            .files_at("main")
+            .iter()
+            .any(|f| f.contains("inner") || f.contains("odd"))
+    );
+    let wt = worktree_of(&repo, "api");
+    assert_eq!(
+        std::fs::read_to_string(wt.join("src/api/inner/lib.rs")).unwrap(),
+        "inner work\n"
+    );
+    assert!(wt.join("src/api/odd/x.rs").is_file());
+    let kept = warned(&repo, "kept worktree");
+    assert!(kept.contains("3 path(s)"), "{kept}");
+    repo.git(&["fsck", "--no-progress"]);
+}
+
+/// A write into the directory of a submodule by a domain that does not own it (preflight refuses
+/// owning it): reported as in no commit, naming the submodule, and kept with the worktree.
+#[test]
+fn a_write_inside_a_submodule_directory_is_reported_and_kept() {
+    let repo = TestRepo::new();
+    repo.write(
+        ".gitmodules",
+        "[submodule \"vendor/lib\"]\n\tpath = vendor/lib\n\turl = ../lib\n",
+    );
+    repo.write(
+        "farm.yaml",
+        &sim_plan(
+            "ownership:\n  policy: warn\n",
+            &domain(
+                "api",
+                "src/api/**",
+                "write src/api/ok.rs ok\nwrite vendor/lib/patch.txt patched",
+                "",
+            ),
+        ),
+    );
+    repo.git(&["add", ".gitmodules", "farm.yaml"]);
+    repo.git(&[
+        "update-index",
+        "--add",
+        "--cacheinfo",
+        "160000,1111111111111111111111111111111111111111,vendor/lib",
+    ]);
+    repo.git(&["commit", "-q", "-m", "a submodule"]);
+    std::fs::create_dir_all(repo.root.join("vendor/lib")).unwrap();
+    repo.farm(&["run", "--progress", "plain"]);
+    let w = warned(&repo, "vendor/lib/patch.txt (");
+    assert!(
+        w.contains("inside the submodule vendor/lib, which worktrees do not check out"),
+        "{w}"
+    );
+    let wt = worktree_of(&repo, "api");
+    assert_eq!(
+        std::fs::read_to_string(wt.join("vendor/lib/patch.txt")).unwrap(),
+        "patched\n"
+    );
+    assert!(warned(&repo, "kept worktree").contains("vendor/lib/patch.txt"));
+    assert_eq!(repo.read("src/api/ok.rs"), "ok\n");
+}

@@ -548,6 +548,47 @@ pub async fn conclude(
         }
     }
 
+    // What the agent wrote that no commit carries (a nested repository, an owned gitignored
+    // file, a file in a submodule's directory): each reported; cleanup keeps the worktree.
+    let (wt, map, dname, copy) = (
+        job.worktree.clone(),
+        job.ownership.clone(),
+        name.clone(),
+        job.copy.clone(),
+    );
+    match blocking(move || super::finish::unsaved_work(&map, &dname, &wt, &copy)).await {
+        Ok(unsaved) if !unsaved.is_empty() => {
+            for u in &unsaved {
+                em.send(FarmEvent::Warning {
+                    domain: Some(name.clone()),
+                    message: format!("{}; kept in its worktree", u.describe()),
+                })
+                .await;
+            }
+            if status == DomainStatus::Succeeded {
+                let paths: Vec<String> = unsaved.iter().map(|u| u.path().to_string()).collect();
+                let note = format!(
+                    "{} written path(s) in no commit, kept in its worktree {}: {}",
+                    unsaved.len(),
+                    job.worktree.display(),
+                    super::finish::first_few(&paths)
+                );
+                reason = Some(match reason {
+                    Some(r) => format!("{r}; {note}"),
+                    None => format!("partial: {note}"),
+                });
+            }
+        }
+        Ok(_) => {}
+        Err(e) => {
+            em.send(FarmEvent::Warning {
+                domain: Some(name.clone()),
+                message: format!("cannot tell what its worktree holds outside any commit: {e}"),
+            })
+            .await
+        }
+    }
+
     if status == DomainStatus::Succeeded
         && let Some(v) = &job.domain.verify
     {
