@@ -407,8 +407,9 @@ pub fn commit_all(
         .ctx(|| format!("cannot read index in {}", path.display()))?;
     // A directory with a `.git` of its own cannot be staged (libgit2 refuses the whole add):
     // left out, and reported by the audit as in no commit (see `crate::unsaved`).
+    // Best effort: what cannot be told here fails the add below, as it always did.
     let nested: Vec<String> = crate::unsaved::find(path)
-        .ctx(|| format!("cannot read status of {}", path.display()))?
+        .unwrap_or_default()
         .into_iter()
         .filter_map(|u| match u {
             crate::unsaved::Unsaved::NestedRepository { path } => Some(path),

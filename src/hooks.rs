@@ -183,6 +183,52 @@ mod tests {
     use super::*;
 
     #[test]
+    fn hooks_are_found_where_git_looks_and_run_as_git_runs_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = git2::Repository::init(dir.path()).unwrap();
+        let wt = repo.workdir().unwrap().to_path_buf();
+        let sig =
+            git2::Signature::new("A U Thor", "a@example.com", &git2::Time::new(1, 0)).unwrap();
+        let hooks_dir = repo.path().join("hooks");
+        std::fs::create_dir_all(&hooks_dir).unwrap();
+        let install = |name: &str, text: &str, mode: u32| {
+            let p = hooks_dir.join(name);
+            std::fs::write(&p, text).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+        };
+        // No `#!` line: git hands it to the shell.
+        install(
+            "pre-commit",
+            "echo \"in $(pwd) as $GIT_AUTHOR_NAME\"; exit 0\n",
+            0o755,
+        );
+        install("commit-msg", "#!/bin/sh\necho refused >&2\nexit 2\n", 0o755);
+        // Not executable: skipped, as git skips it.
+        install("post-commit", "#!/bin/sh\nexit 1\n", 0o644);
+        let hooks = CommitHooks::new(&repo, &wt, &sig);
+        let pre = hooks.run("pre-commit", &[]).unwrap();
+        assert!(pre.success, "{pre:?}");
+        assert_eq!(
+            pre.output,
+            format!("in {} as A U Thor", wt.canonicalize().unwrap().display())
+        );
+        let msg = hooks.run("commit-msg", &[Path::new("msg")]).unwrap();
+        assert!(!msg.success);
+        assert_eq!(
+            (msg.status.as_str(), msg.output.as_str()),
+            ("exit code 2", "refused")
+        );
+        assert!(hooks.run("post-commit", &[]).is_none());
+        assert!(hooks.run("prepare-commit-msg", &[]).is_none());
+        // core.hooksPath, relative: from the worktree's root.
+        repo.config()
+            .unwrap()
+            .set_str("core.hooksPath", "my-hooks")
+            .unwrap();
+        assert_eq!(super::hooks_dir(&repo, &wt), wt.join("my-hooks"));
+    }
+
+    #[test]
     fn long_output_keeps_its_end() {
         let text: String = (1..=30).map(|i| format!("line {i}\n")).collect();
         let t = tail(&text);
