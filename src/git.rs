@@ -50,6 +50,8 @@ pub enum GitError {
     /// A commit hook of the repository refused the commit (or could not be run). The work it
     /// refused is kept, uncommitted, in the worktree and as `kept` under `kept_ref`.
     HookRejected(Box<HookRejection>),
+    /// A worktree to be removed holds work that is in no commit (see `crate::unsaved`).
+    HoldsUnsaved { path: PathBuf, paths: Vec<String> },
     /// A blocking git task panicked or was cancelled.
     Task(tokio::task::JoinError),
 }
@@ -112,6 +114,13 @@ impl std::fmt::Display for GitError {
                     None => f.write_str("; the work is kept only in the worktree"),
                 }
             }
+            GitError::HoldsUnsaved { path, paths } => write!(
+                f,
+                "{} holds {} path(s) that are in no commit ({}); it is kept as it is: take what you need from it first",
+                path.display(),
+                paths.len(),
+                paths.join(", ")
+            ),
             GitError::Task(e) => write!(f, "a git task failed: {e}"),
         }
     }

@@ -163,6 +163,20 @@ fn prepare_checkout(job: &DomainJob) -> Result<(), git::GitError> {
                     &job.copy,
                     None,
                 )?;
+                // What no commit carries would go with the worktree: it stays, and so does the
+                // domain, failed, until the user has taken it.
+                let unsaved = super::finish::unsaved_work(
+                    &job.ownership,
+                    &job.domain.name,
+                    &job.worktree,
+                    &job.copy,
+                )?;
+                if !unsaved.is_empty() {
+                    return Err(git::GitError::HoldsUnsaved {
+                        path: job.worktree.clone(),
+                        paths: unsaved.iter().map(|u| u.describe()).collect(),
+                    });
+                }
             } else {
                 git::snapshot_dir_onto_branch(&repo, &job.worktree, &job.branch, &msg, &job.copy)?;
             }
