@@ -81,7 +81,7 @@ pub fn ownership_at_base(
             warnings: Vec::new(),
         });
     };
-    let problems: Vec<Problem> = map
+    let mut problems: Vec<Problem> = map
         .overlaps_in(files.iter().map(String::as_str))
         .into_iter()
         .map(|(a, b, examples)| Problem {
@@ -96,7 +96,6 @@ pub fn ownership_at_base(
         .collect();
     // Worktrees never check submodules out: what an agent wrote inside one would be in no
     // commit. A domain whose globs reach inside a submodule is refused before launch.
-    let mut problems: Vec<Problem> = problems;
     for (sub, siblings) in git::submodules_at(repo, commit)? {
         for d in &plan.domains {
             let Some((glob, example)) = d

@@ -585,7 +585,7 @@ pub async fn conclude(
                     "{} written path(s) in no commit, kept in its worktree {}: {}",
                     unsaved.len(),
                     job.worktree.display(),
-                    super::finish::first_few(&paths)
+                    super::finish::summarize(&paths)
                 );
                 reason = Some(match reason {
                     Some(r) => format!("{r}; {note}"),

@@ -193,7 +193,8 @@ pub async fn run_verify(
     }
 }
 
-fn summarize(paths: &[String]) -> String {
+/// `a, b, c, d, e and N more`: the first few of many.
+pub(super) fn summarize(paths: &[String]) -> String {
     let mut s = paths.iter().take(5).cloned().collect::<Vec<_>>().join(", ");
     if paths.len() > 5 {
         s.push_str(&format!(" and {} more", paths.len() - 5));
@@ -492,11 +493,6 @@ pub fn unsaved_work(
             u => !map.ignores(u.path()),
         })
         .collect())
-}
-
-/// `a, b, c and N more`: the first few of many.
-pub fn first_few(items: &[String]) -> String {
-    summarize(items)
 }
 
 /// Why cleanup must keep a worktree: the work in it that no commit carries, if any. `None` when
