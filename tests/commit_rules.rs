@@ -102,6 +102,12 @@ fn a_refusing_pre_commit_hook_fails_the_domain_and_keeps_its_work() {
         "{reason}"
     );
     repo.git(&["fsck", "--no-progress"]);
+    // With the rule lifted, the domain is retried in its kept worktree and lands.
+    repo.git(&["config", "--unset", "core.hooksPath"]);
+    repo.farm(&["resume", &run_id, "--retry-failed", "--progress", "plain"])
+        .expect(0);
+    assert_eq!(repo.read("src/api/new.rs"), "fn new() {}\n");
+    assert_eq!(domain_rec(&repo, "api")["status"], "merged");
 }
 
 /// Hooks that pass run for the farm's domain commit, from git's default hooks directory, in the
