@@ -47,6 +47,11 @@ pub enum GitError {
     UnknownBaseCommit,
     /// The record holds no commit the domain's branch started from.
     NoStartCommit { domain: String },
+    /// A commit hook of the repository refused the commit (or could not be run). The work it
+    /// refused is kept, uncommitted, in the worktree and as `kept` under `kept_ref`.
+    HookRejected(Box<HookRejection>),
+    /// A worktree to be removed holds work that is in no commit (see `crate::unsaved`).
+    HoldsUnsaved { path: PathBuf, paths: Vec<String> },
     /// A blocking git task panicked or was cancelled.
     Task(tokio::task::JoinError),
 }
@@ -85,9 +90,49 @@ impl std::fmt::Display for GitError {
             GitError::NoStartCommit { domain } => {
                 write!(f, "no start commit recorded for domain `{domain}`")
             }
+            GitError::HookRejected(r) => {
+                let crate::hooks::HookRun {
+                    hook,
+                    path,
+                    status,
+                    output,
+                    ..
+                } = &r.run;
+                write!(
+                    f,
+                    "the {hook} hook ({}) rejected the commit ({status})",
+                    path.display()
+                )?;
+                let output = output.trim();
+                if output.is_empty() {
+                    f.write_str(", printing nothing")?;
+                } else {
+                    write!(f, ": {}", output.lines().collect::<Vec<_>>().join(" | "))?;
+                }
+                match r.kept {
+                    Some(c) => write!(f, "; the work is kept in {} ({c})", r.kept_ref),
+                    None => f.write_str("; the work is kept only in the worktree"),
+                }
+            }
+            GitError::HoldsUnsaved { path, paths } => write!(
+                f,
+                "{} holds {} path(s) that are in no commit ({}); it is kept as it is: take what you need from it first",
+                path.display(),
+                paths.len(),
+                paths.join(", ")
+            ),
             GitError::Task(e) => write!(f, "a git task failed: {e}"),
         }
     }
+}
+
+/// A commit a hook of the repository refused: which hook, how it ended, what it printed, and
+/// where the refused work is kept.
+#[derive(Debug)]
+pub struct HookRejection {
+    pub run: crate::hooks::HookRun,
+    pub kept_ref: String,
+    pub kept: Option<Oid>,
 }
 
 /// The cause is in the message; `source()` stays `None` so that a chain is never printed twice.
@@ -351,15 +396,44 @@ pub fn remove_worktree(repo: &Repository, admin_name: &str, path: &Path) -> Resu
 }
 
 /// Stage everything changed in the worktree at `path` (new, modified and deleted files,
-/// `.gitignore` respected, `exclude` never staged) and commit it on HEAD. Returns the new commit,
-/// or `None` when there was nothing to commit.
-pub fn commit_all(path: &Path, message: &str, exclude: &[String]) -> Result<Option<Oid>> {
+/// `.gitignore` respected, `exclude` never staged) and commit it on HEAD, running the
+/// repository's commit hooks as `git commit` would (see [`crate::hooks`]). Returns the new commit,
+/// or `None` when there was nothing to commit (no hook runs then).
+///
+/// A hook that refuses (`pre-commit`, `prepare-commit-msg` or `commit-msg` exiting non-zero, or
+/// `commit-msg` leaving an empty message) fails the commit with [`GitError::HookRejected`]: HEAD
+/// does not move, the files stay in the worktree (staged, as after a refused `git commit`), and
+/// the tree that was to be committed is kept as a commit under `rejected_ref`.
+pub fn commit_all(
+    path: &Path,
+    message: &str,
+    exclude: &[String],
+    rejected_ref: &str,
+) -> Result<Option<Oid>> {
     let repo = open(path)?;
     let mut index = repo
         .index()
         .ctx(|| format!("cannot read index in {}", path.display()))?;
+    // A directory with a `.git` of its own cannot be staged (libgit2 refuses the whole add):
+    // left out, and reported by the audit as in no commit (see `crate::unsaved`).
+    // Best effort: what cannot be told here fails the add below, as it always did.
+    let nested: Vec<String> = crate::unsaved::find(path)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|u| match u {
+            crate::unsaved::Unsaved::NestedRepository { path } => Some(path),
+            _ => None,
+        })
+        .collect();
     let mut skip = |p: &Path, _: &[u8]| -> i32 {
-        if exclude.iter().any(|e| Path::new(e) == p) {
+        let s = p.to_string_lossy();
+        let s = s.trim_end_matches('/');
+        let inside = |d: &String| {
+            s == d
+                || s.strip_prefix(d.as_str())
+                    .is_some_and(|r| r.starts_with('/'))
+        };
+        if exclude.iter().any(|e| Path::new(e) == p) || nested.iter().any(inside) {
             1
         } else {
             0
@@ -379,17 +453,102 @@ pub fn commit_all(path: &Path, message: &str, exclude: &[String]) -> Result<Opti
         .update_all(["*"], Some(&mut skip_update))
         .ctx(|| format!("cannot stage deletions in {}", path.display()))?;
     index.write().ctx(|| "cannot write index".into())?;
-    let tree_id = index.write_tree().ctx(|| "cannot write tree".into())?;
+    let staged = index.write_tree().ctx(|| "cannot write tree".into())?;
     let head = repo.head().ok().and_then(|h| h.peel_to_commit().ok());
-    if head.as_ref().is_some_and(|h| h.tree_id() == tree_id) {
+    let unchanged = |tree: Oid| head.as_ref().is_some_and(|h| h.tree_id() == tree);
+    if unchanged(staged) {
         return Ok(None);
     }
-    let tree = repo.find_tree(tree_id).ctx(|| "cannot find tree".into())?;
     let (author, committer) = signatures(&repo)?;
     let parents: Vec<&git2::Commit> = head.iter().collect();
+    let hooks = crate::hooks::CommitHooks::new(&repo, path, &author);
+    // What a refusal keeps: the tree that was to be committed, as a commit off every branch.
+    let refuse = |run: crate::hooks::HookRun, tree: Oid| -> GitError {
+        let kept = (|| {
+            // Refused again as it was (cleanup tries once more): the kept commit stays as it is.
+            let head_id = head.as_ref().map(|h| h.id());
+            if let Some(c) = repo
+                .find_reference(rejected_ref)
+                .ok()
+                .and_then(|r| r.peel_to_commit().ok())
+                && c.tree_id() == tree
+                && c.parent_ids().next() == head_id
+            {
+                return Ok(c.id());
+            }
+            let tree = repo.find_tree(tree)?;
+            let msg = format!(
+                "{}\n\nRefused by the {} hook ({}); kept by agent-farm, not on the domain's branch.\n",
+                message.trim_end(),
+                run.hook,
+                run.status
+            );
+            let c = repo.commit(None, &author, &committer, &msg, &tree, &parents)?;
+            repo.reference(
+                rejected_ref,
+                c,
+                true,
+                "agent-farm: work a commit hook refused",
+            )?;
+            Ok::<Oid, git2::Error>(c)
+        })();
+        if let Err(e) = &kept {
+            tracing::warn!("cannot keep the refused work under {rejected_ref}: {e}");
+        }
+        GitError::HookRejected(Box::new(HookRejection {
+            run,
+            kept_ref: rejected_ref.to_string(),
+            kept: kept.ok(),
+        }))
+    };
+    if let Some(run) = hooks.run("pre-commit", &[])
+        && !run.success
+    {
+        return Err(refuse(run, staged));
+    }
+    // pre-commit may have staged more (a formatter's `git add`): commit the index as it left it.
+    index
+        .read(true)
+        .ctx(|| format!("cannot read index in {}", path.display()))?;
+    let tree_id = index.write_tree().ctx(|| "cannot write tree".into())?;
+    if unchanged(tree_id) {
+        return Ok(None);
+    }
+    let msg_file = repo.path().join("COMMIT_EDITMSG");
+    std::fs::write(&msg_file, message).ctx(|| format!("cannot write {}", msg_file.display()))?;
+    for (hook, args) in [
+        (
+            "prepare-commit-msg",
+            vec![msg_file.as_path(), Path::new("message")],
+        ),
+        ("commit-msg", vec![msg_file.as_path()]),
+    ] {
+        if let Some(run) = hooks.run(hook, &args)
+            && !run.success
+        {
+            return Err(refuse(run, tree_id));
+        }
+    }
+    let edited = std::fs::read(&msg_file).ctx(|| format!("cannot read {}", msg_file.display()))?;
+    // `git commit -F` without an editor cleans the message up as `--cleanup=whitespace`.
+    let message = git2::message_prettify(String::from_utf8_lossy(&edited).into_owned(), None)
+        .ctx(|| "cannot clean up the commit message".into())?;
+    if message.trim().is_empty() {
+        let run = crate::hooks::HookRun {
+            hook: "commit-msg",
+            path: hooks.find("commit-msg").unwrap_or_default(),
+            success: false,
+            status: "it left an empty commit message".into(),
+            output: String::new(),
+        };
+        return Err(refuse(run, tree_id));
+    }
+    let tree = repo.find_tree(tree_id).ctx(|| "cannot find tree".into())?;
     let oid = repo
-        .commit(Some("HEAD"), &author, &committer, message, &tree, &parents)
+        .commit(Some("HEAD"), &author, &committer, &message, &tree, &parents)
         .ctx(|| format!("cannot commit in {}", path.display()))?;
+    // Its exit status cannot change anything, as with git.
+    let _ = hooks.run("post-commit", &[]);
     Ok(Some(oid))
 }
 
@@ -455,17 +614,19 @@ pub fn secure_head(path: &Path, branch: &str, keep_ref: &str) -> Result<HeadStat
 }
 
 /// Commit everything the worktree at `path` holds (see [`commit_all`]) so that it stays
-/// reachable: commits made off `branch` are secured under `keep_ref` before and after.
+/// reachable: commits made off `branch` are secured under `keep_ref` before and after; work a
+/// commit hook refuses is kept under `rejected_ref`.
 /// Returns the HEAD states seen before and after, and the new commit.
 pub fn commit_work(
     path: &Path,
     branch: &str,
     keep_ref: &str,
+    rejected_ref: &str,
     message: &str,
     exclude: &[String],
 ) -> Result<(HeadState, Option<Oid>, HeadState)> {
     let before = secure_head(path, branch, keep_ref)?;
-    let commit = commit_all(path, message, exclude)?;
+    let commit = commit_all(path, message, exclude, rejected_ref)?;
     let after = secure_head(path, branch, keep_ref)?;
     Ok((before, commit, after))
 }
@@ -1041,6 +1202,51 @@ pub fn tree_paths(repo: &Repository, commit: Oid) -> Result<Vec<String>> {
         git2::TreeWalkResult::Ok
     })
     .ctx(|| "cannot walk tree".into())?;
+    Ok(out)
+}
+
+/// The submodules of the tree of `commit`: the paths of its gitlinks, and for each the names of
+/// the other entries of its parent directory (directories with a trailing `/`).
+pub fn submodules_at(repo: &Repository, commit: Oid) -> Result<Vec<(String, Vec<String>)>> {
+    let tree = repo
+        .find_commit(commit)
+        .and_then(|c| c.tree())
+        .ctx(|| format!("cannot read tree of {commit}"))?;
+    let mut links = Vec::new();
+    tree.walk(git2::TreeWalkMode::PreOrder, |dir, entry| {
+        if entry.kind() == Some(git2::ObjectType::Commit) {
+            links.push((
+                dir.to_string(),
+                entry.name().unwrap_or_default().to_string(),
+            ));
+        }
+        git2::TreeWalkResult::Ok
+    })
+    .ctx(|| "cannot walk tree".into())?;
+    let mut out = Vec::new();
+    for (dir, name) in links {
+        let parent = match dir.trim_end_matches('/') {
+            "" => Some(tree.clone()),
+            d => tree
+                .get_path(Path::new(d))
+                .ok()
+                .and_then(|e| repo.find_tree(e.id()).ok()),
+        };
+        let siblings = parent
+            .iter()
+            .flat_map(|t| t.iter())
+            .filter(|e| e.name().ok() != Some(name.as_str()))
+            .map(|e| {
+                let slash = if e.kind() == Some(git2::ObjectType::Tree) {
+                    "/"
+                } else {
+                    ""
+                };
+                format!("{dir}{}{slash}", e.name().unwrap_or_default())
+            })
+            .collect();
+        out.push((format!("{dir}{name}"), siblings));
+    }
     Ok(out)
 }
 

@@ -10,6 +10,7 @@ pub mod error;
 pub mod events;
 pub mod fault;
 pub mod git;
+pub mod hooks;
 pub mod journal;
 pub mod lock;
 pub mod names;
@@ -24,6 +25,7 @@ pub mod session;
 pub mod sim;
 pub mod supervise;
 pub mod txn;
+pub mod unsaved;
 pub mod vocab;
 pub mod watch;
 

@@ -7,7 +7,8 @@
 //! refs/heads/farm/<run>/<domain>       a domain's branch
 //! refs/heads/farm/<run>/integration    the merged result
 //! refs/heads/farm/<run>/_verify        transient: the branch the verify worktree is made from
-//! refs/farm/<run>/<domain>/…           hidden refs keeping commits (off-branch, dropped, blocked)
+//! refs/farm/<run>/<domain>/…           hidden refs keeping commits (off-branch, dropped, blocked,
+//!                                      rejected)
 //! <git>/worktrees/farm-<run>-<domain>  git's entry for a domain worktree
 //! <git>/worktrees/farm-<run>--verify   git's entry for the verify worktree
 //! <worktree-root>/<run>/<domain>       a domain's worktree
@@ -61,6 +62,11 @@ impl RunNames {
     /// Changes the revert policy dropped from a domain.
     pub fn dropped_ref(&self, domain: &str) -> String {
         format!("refs/farm/{}/{domain}/dropped", self.run_id)
+    }
+
+    /// Work a commit hook of the repository refused (the domain's commit failed on it).
+    pub fn rejected_ref(&self, domain: &str) -> String {
+        format!("refs/farm/{}/{domain}/rejected", self.run_id)
     }
 
     /// A blocked attempt set aside before the domain runs again.

@@ -196,6 +196,11 @@ impl OwnershipMap {
         }
         out
     }
+    /// Whether `path` is listed in `ownership.ignore`.
+    pub fn ignores(&self, path: &str) -> bool {
+        self.ignore.matches(path)
+    }
+
     /// The domains owning `path`.
     pub fn owners(&self, path: &str) -> Vec<&str> {
         self.domains
@@ -481,6 +486,23 @@ pub fn common_path(a: &str, b: &str) -> Option<String> {
     (seg_matches(a, &path) && seg_matches(b, &path)).then_some(path)
 }
 
+/// A path inside the directory `dir` that the `owns` entry `pattern` owns, if one can be found
+/// (`vendor/**` owns `vendor/lib/w` inside `vendor/lib`).
+pub fn owned_inside(pattern: &str, dir: &str) -> Option<String> {
+    let escaped: String = dir
+        .chars()
+        .flat_map(|c| {
+            let special = matches!(c, '*' | '?' | '[' | ']' | '{' | '}' | '\\');
+            special
+                .then_some('\\')
+                .into_iter()
+                .chain(std::iter::once(c))
+        })
+        .collect();
+    let inside = format!("{escaped}/**");
+    expand(pattern).iter().find_map(|g| common_path(g, &inside))
+}
+
 /// Two domains whose patterns both own some path, provably from the patterns alone.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Overlap {
@@ -694,6 +716,20 @@ mod tests {
                 ("README.md".into(), "modified".into(), None),
             ]
         );
+    }
+
+    #[test]
+    fn reaching_inside_a_directory() {
+        assert_eq!(
+            owned_inside("vendor/**", "vendor/lib").as_deref(),
+            Some("vendor/lib/w")
+        );
+        assert!(owned_inside("vendor/lib", "vendor/lib").is_some());
+        assert!(owned_inside("**/*.md", "vendor/lib").is_some());
+        assert!(owned_inside("vendor/*", "vendor/lib").is_none());
+        assert!(owned_inside("vendor/x/**", "vendor/lib").is_none());
+        assert!(owned_inside("src/**", "vendor/lib").is_none());
+        assert!(owned_inside("**", "a[1]").is_some());
     }
 
     #[test]

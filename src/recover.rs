@@ -109,6 +109,7 @@ pub fn recover_effect(
             }
             removed.extend(remove_ref_lock(&names.branch(domain)));
             removed.extend(remove_ref_lock(&names.off_branch_ref(domain)));
+            removed.extend(remove_ref_lock(&names.rejected_ref(domain)));
             if removed.is_empty() {
                 format!("commit of `{domain}`: nothing half made")
             } else {

@@ -81,7 +81,7 @@ pub fn ownership_at_base(
             warnings: Vec::new(),
         });
     };
-    let problems = map
+    let mut problems: Vec<Problem> = map
         .overlaps_in(files.iter().map(String::as_str))
         .into_iter()
         .map(|(a, b, examples)| Problem {
@@ -94,6 +94,32 @@ pub fn ownership_at_base(
             ),
         })
         .collect();
+    // Worktrees never check submodules out: what an agent wrote inside one would be in no
+    // commit. A domain whose globs reach inside a submodule is refused before launch.
+    for (sub, siblings) in git::submodules_at(repo, commit)? {
+        for d in &plan.domains {
+            let Some((glob, example)) = d
+                .owns
+                .iter()
+                .find_map(|g| crate::ownership::owned_inside(g, &sub).map(|e| (g.clone(), e)))
+            else {
+                continue;
+            };
+            let beside = match siblings.len() {
+                0 => String::new(),
+                n if n <= 8 => format!(": {}", siblings.join(", ")),
+                n => format!(": {} and {} more", siblings[..8].join(", "), n - 8),
+            };
+            problems.push(Problem {
+                line: d.line,
+                column: None,
+                domain: Some(d.name.clone()),
+                message: format!(
+                    "owns `{glob}`, which reaches inside the submodule `{sub}` (e.g. `{example}`); agent-farm does not check submodules out in worktrees, so what an agent wrote there would be in no commit. Narrow `owns` so that no pattern covers `{sub}`: name the paths beside it instead{beside}"
+                ),
+            });
+        }
+    }
     let per_domain: Vec<usize> = plan
         .domains
         .iter()

@@ -25,6 +25,7 @@
 //! | `ignore-sigterm` | ignore SIGTERM from now on |
 //! | `flood BYTES` | write BYTES bytes of filler to stdout |
 //! | `commit MESSAGE` | commit all changes itself (`git add -A && git commit`) |
+//! | `git-init PATH` | make PATH a git repository of its own (`git init PATH`) |
 //! | `hang` | sleep forever |
 //! | `fail-once MARKER` | the first time (MARKER missing): create MARKER and exit 1; later: go on |
 //! | `exit CODE` | exit with CODE at once |
@@ -273,6 +274,11 @@ fn step(line: usize, instr: &str) -> Result<(), (i32, String)> {
                 left -= k as u64;
             }
             let _ = out.flush();
+        }
+        "git-init" => {
+            need(!arg1.is_empty())?;
+            git2::Repository::init(arg1)
+                .map_err(|e| (1, format!("sim-agent: line {line}: git-init {arg1}: {e}")))?;
         }
         "commit" => commit_all(if rest.is_empty() {
             "sim-agent commit"

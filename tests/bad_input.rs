@@ -573,3 +573,75 @@ fn commit_signing_is_refused_before_anything_is_created() {
     assert!(run.stderr.contains("commit.gpgsign"), "{}", run.stderr);
     assert!(run.stderr.contains("local configuration"), "{}", run.stderr);
 }
+
+/// A domain whose globs reach inside a submodule (`vendor/lib`, a gitlink at base, never checked
+/// out in worktrees) is refused before anything is created, naming the domain, the glob and the
+/// submodule, and saying how to exclude it; globs that stop short of it are fine.
+#[test]
+fn owning_inside_a_submodule_is_refused_before_anything_is_created() {
+    let repo = TestRepo::new();
+    repo.write("vendor/README.md", "vendored\n");
+    repo.write(
+        ".gitmodules",
+        "[submodule \"vendor/lib\"]\n\tpath = vendor/lib\n\turl = ../lib\n",
+    );
+    repo.write(
+        "farm.yaml",
+        &sim_plan(
+            "",
+            &[
+                domain("api", "src/api/**", "write src/api/x x", ""),
+                domain(
+                    "vendor",
+                    "vendor/**",
+                    "write vendor/lib/patch.txt patched",
+                    "",
+                ),
+            ]
+            .concat(),
+        ),
+    );
+    repo.git(&["add", "vendor", ".gitmodules", "farm.yaml"]);
+    repo.git(&[
+        "update-index",
+        "--add",
+        "--cacheinfo",
+        "160000,1111111111111111111111111111111111111111,vendor/lib",
+    ]);
+    // Not `commit_all`: `git add -A` would stage the missing directory's deletion.
+    repo.git(&["commit", "-q", "-m", "vendor a submodule"]);
+    assert!(
+        repo.git(&["ls-tree", "HEAD", "vendor/"])
+            .contains("160000 commit")
+    );
+    // As a clone leaves an uninitialised submodule: an empty directory.
+    std::fs::create_dir_all(repo.root.join("vendor/lib")).expect("mkdir vendor/lib");
+    for run in [
+        run_fails(&repo, INVALID_PLAN),
+        plan_fails(&repo, INVALID_PLAN),
+    ] {
+        let e = &run.stderr;
+        assert!(e.contains("domain `vendor`"), "{e}");
+        assert!(e.contains("`vendor/**`"), "{e}");
+        assert!(e.contains("submodule `vendor/lib`"), "{e}");
+        assert!(e.contains("farm.yaml:"), "no line: {e}");
+        assert!(e.contains("Narrow `owns`"), "{e}");
+        assert!(e.contains("beside it instead: vendor/README.md"), "{e}");
+        assert!(!e.contains("domain `api`"), "{e}");
+    }
+    // Stopping short of the submodule is accepted.
+    repo.write(
+        "farm.yaml",
+        &sim_plan(
+            "",
+            &domain(
+                "vendor",
+                "vendor/README.md",
+                "write vendor/README.md patched",
+                "",
+            ),
+        ),
+    );
+    repo.git(&["commit", "-q", "-m", "narrow", "farm.yaml"]);
+    repo.farm(&["plan"]).expect(0);
+}

@@ -165,6 +165,20 @@ fn prepare_checkout(job: &DomainJob) -> Result<(), git::GitError> {
                     &job.copy,
                     None,
                 )?;
+                // What no commit carries would go with the worktree: it stays, and so does the
+                // domain, failed, until the user has taken it.
+                let unsaved = super::finish::unsaved_work(
+                    &job.ownership,
+                    &job.domain.name,
+                    &job.worktree,
+                    &job.copy,
+                )?;
+                if !unsaved.is_empty() {
+                    return Err(git::GitError::HoldsUnsaved {
+                        path: job.worktree.clone(),
+                        paths: unsaved.iter().map(|u| u.describe()).collect(),
+                    });
+                }
             } else {
                 git::snapshot_dir_onto_branch(&repo, &job.worktree, &job.branch, &msg, &job.copy)?;
             }
@@ -575,7 +589,11 @@ pub async fn attempt(job: DomainJob, em: Emitter, cancel: CancelRx, attempt: u32
             }
             None
         }
-        Err(e) => Some(e),
+        Err(e) => {
+            // The whole of it (a refusing hook's output) where `agent-farm logs` shows it.
+            let _ = process::log_line(&log, &format!("=== agent-farm: commit failed: {e}"));
+            Some(e)
+        }
     };
     em.msg(DomainMsg::AttemptDone {
         attempt,
@@ -667,6 +685,47 @@ pub async fn conclude(
                 status = DomainStatus::Blocked;
                 reason = Some(format!("the ownership audit failed: {e}"));
             }
+        }
+    }
+
+    // What the agent wrote that no commit carries (a nested repository, an owned gitignored
+    // file, a file in a submodule's directory): each reported; cleanup keeps the worktree.
+    let (wt, map, dname, copy) = (
+        job.worktree.clone(),
+        job.ownership.clone(),
+        name.clone(),
+        job.copy.clone(),
+    );
+    match blocking(move || super::finish::unsaved_work(&map, &dname, &wt, &copy)).await {
+        Ok(unsaved) if !unsaved.is_empty() => {
+            for u in &unsaved {
+                em.send(FarmEvent::Warning {
+                    domain: Some(name.clone()),
+                    message: format!("{}; kept in its worktree", u.describe()),
+                })
+                .await;
+            }
+            if status == DomainStatus::Succeeded {
+                let paths: Vec<String> = unsaved.iter().map(|u| u.path().to_string()).collect();
+                let note = format!(
+                    "{} written path(s) in no commit, kept in its worktree {}: {}",
+                    unsaved.len(),
+                    job.worktree.display(),
+                    super::finish::summarize(&paths)
+                );
+                reason = Some(match reason {
+                    Some(r) => format!("{r}; {note}"),
+                    None => format!("partial: {note}"),
+                });
+            }
+        }
+        Ok(_) => {}
+        Err(e) => {
+            em.send(FarmEvent::Warning {
+                domain: Some(name.clone()),
+                message: format!("cannot tell what its worktree holds outside any commit: {e}"),
+            })
+            .await
         }
     }
 

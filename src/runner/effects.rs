@@ -206,9 +206,10 @@ pub fn commit_work(
         agent_succeeded: after.map(|a| a.1),
     };
     let (branch, keep) = (names.branch(domain), names.off_branch_ref(domain));
+    let rejected = names.rejected_ref(domain);
     journaled(journal, repo, names, effect, || {
         crate::fault::point("commit");
-        git::commit_work(path, &branch, &keep, message, exclude)
+        git::commit_work(path, &branch, &keep, &rejected, message, exclude)
     })
 }
 

@@ -212,7 +212,8 @@ pub async fn run_verify(
     }
 }
 
-fn summarize(paths: &[String]) -> String {
+/// `a, b, c, d, e and N more`: the first few of many.
+pub(super) fn summarize(paths: &[String]) -> String {
     let mut s = paths.iter().take(5).cloned().collect::<Vec<_>>().join(", ");
     if paths.len() > 5 {
         s.push_str(&format!(" and {} more", paths.len() - 5));
@@ -303,6 +304,26 @@ pub fn cleanup_run(
                     }
                     Err(_) => {}
                 }
+            }
+            // Work no commit can carry (a nested repository, an owned gitignored file, a file in
+            // a submodule's directory) is never deleted unasked.
+            if admin_exists
+                && !force
+                && d.worktree.exists()
+                && let Some(unsaved) = holds_unsaved(rec, d)
+            {
+                warn(
+                    &mut out,
+                    Some(&d.name),
+                    format!(
+                        "kept worktree {}: it holds {} path(s) that are in no commit: {}; take what you need from it, then `agent-farm clean {} --force` removes it",
+                        d.worktree.display(),
+                        unsaved.len(),
+                        summarize(&unsaved),
+                        rec.run_id
+                    ),
+                );
+                continue;
             }
             match super::effects::remove_worktree(
                 journal,
@@ -431,7 +452,8 @@ pub fn cleanup_run(
         }
     }
     // Refs agent-farm keeps under refs/farm/<run>/: commits an agent made off its branch,
-    // changes dropped by the revert policy, a blocked attempt set aside.
+    // changes dropped by the revert policy, a blocked attempt set aside, work a commit hook
+    // refused.
     let prefix = crate::names::RunNames::new(rec.run_id.clone()).hidden_prefix();
     let kept_refs: Vec<(String, git2::Oid)> = repo
         .references_glob(&format!("{prefix}*"))
@@ -452,6 +474,8 @@ pub fn cleanup_run(
                 "changes dropped from the domain by the revert policy"
             } else if refname.ends_with("/blocked") {
                 "a blocked attempt, set aside when the domain ran again"
+            } else if refname.ends_with("/rejected") {
+                "work a commit hook of the repository refused"
             } else {
                 "commits the agent made off its branch"
             };
@@ -491,6 +515,51 @@ pub fn cleanup_run(
         }
     }
     out
+}
+
+/// What the worktree of `domain` holds that no commit carries and that is work to lose (see
+/// [`crate::unsaved`]): a nested repository, a `.git` in a tracked directory, a file inside a
+/// submodule's directory, wherever they are; a gitignored path only when the domain owns it (a
+/// build directory it does not own is no work of its), unless `ownership.ignore` lists it or it
+/// was copied in by `prepare.copy`. Blocking.
+pub fn unsaved_work(
+    map: &crate::ownership::OwnershipMap,
+    domain: &str,
+    worktree: &Path,
+    copy: &[String],
+) -> Result<Vec<crate::unsaved::Unsaved>, git::GitError> {
+    use crate::unsaved::Unsaved;
+    let all = crate::unsaved::find(worktree).map_err(|source| git::GitError::Git {
+        context: format!("cannot read status of {}", worktree.display()),
+        source,
+    })?;
+    let counts = |p: &str| map.owns(domain, p) && !map.ignores(p) && !copy.iter().any(|c| c == p);
+    Ok(all
+        .into_iter()
+        .filter(|u| match u {
+            // An ignored directory stands for the files in it: kept when one of them counts.
+            Unsaved::Ignored { path, .. } if worktree.join(path).is_dir() => {
+                match crate::unsaved::files_under(worktree, path, 20_000) {
+                    Some(files) => files.iter().any(|f| counts(f)),
+                    None => counts(path) || counts(&format!("{path}/_")),
+                }
+            }
+            Unsaved::Ignored { path, .. } => counts(path),
+            u => !map.ignores(u.path()),
+        })
+        .collect())
+}
+
+/// Why cleanup must keep a worktree: the work in it that no commit carries, if any. `None` when
+/// it holds none (or is no worktree git knows).
+fn holds_unsaved(rec: &RunRecord, d: &crate::record::DomainRecord) -> Option<Vec<String>> {
+    let map = crate::ownership::OwnershipMap::for_plan(&rec.plan).ok()?;
+    match unsaved_work(&map, &d.name, &d.worktree, &rec.plan.copy) {
+        Ok(list) if list.is_empty() => None,
+        Ok(list) => Some(list.iter().map(|u| u.describe()).collect()),
+        // Not knowing is no licence to delete.
+        Err(e) => Some(vec![format!("(cannot tell: {e})")]),
+    }
 }
 
 /// Whether the domain's checkout was completed (so whatever its worktree holds is work to keep).
@@ -677,6 +746,21 @@ pub fn reset_blocked(rec: &RunRecord, domain: &str) -> Vec<FarmEvent> {
         let Some(tip) = git::branch_tip(&repo, &d.branch) else {
             return Ok(());
         };
+        if repo.find_worktree(&d.worktree_admin).is_ok()
+            && let Some(unsaved) = holds_unsaved(rec, d)
+        {
+            // Removing the worktree would lose them: the domain runs again where it is.
+            out.push(FarmEvent::Warning {
+                domain: Some(domain.to_string()),
+                message: format!(
+                    "the blocked attempt is not set aside: its worktree {} holds {} path(s) that are in no commit: {}",
+                    d.worktree.display(),
+                    unsaved.len(),
+                    summarize(&unsaved)
+                ),
+            });
+            return Ok(());
+        }
         let keep = crate::names::RunNames::new(rec.run_id.clone()).blocked_ref(&d.name);
         repo.reference(&keep, tip, true, "agent-farm: blocked attempt set aside")
             .map_err(|source| git::GitError::Git {
