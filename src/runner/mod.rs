@@ -707,10 +707,27 @@ fn guard_zones(rec: &RunRecord) -> Option<Vec<crate::supervise::Zone>> {
     if common.file_name().is_some_and(|n| n == ".git")
         && let Some(main) = common.parent()
     {
+        // A checkout that holds the home directory (a dotfiles repository) or the temporary
+        // directory must not take the agents' own state with it: their CLI writes there.
+        let mut except: Vec<std::path::PathBuf> = Vec::new();
+        if let Some(home) = std::env::var_os("HOME").map(std::path::PathBuf::from) {
+            for d in [
+                ".claude",
+                ".claude.json",
+                ".cache",
+                ".config",
+                ".local",
+                ".npm",
+            ] {
+                except.push(canon(&home.join(d)));
+            }
+        }
+        except.push(canon(&std::env::temp_dir()));
+        except.retain(|e| e.starts_with(main));
         zones.push(Zone {
             path: main.to_path_buf(),
             label: "the main checkout".into(),
-            except: vec![],
+            except,
         });
     }
     if let Ok(repo) = git2::Repository::open(&rec.repo)
