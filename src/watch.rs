@@ -253,11 +253,36 @@ impl Watcher {
     }
 
     /// Stops watching that domain's worktree and drops its pending changes (idempotent). Batches
-    /// already in the channel may still mention it.
-    pub fn remove(&self, domain: &str) {
-        let _ = self.cmd.send(Msg::Remove {
-            domain: domain.to_owned(),
-        });
+    /// already in the channel may still mention it. The command is sent when `remove` is called;
+    /// the returned future resolves once no directory of that worktree is watched any more
+    /// (or the watcher has stopped), so a caller about to delete the worktree can wait for it.
+    pub fn remove(&self, domain: &str) -> Removed {
+        self.unwatch(Some(domain.to_owned()))
+    }
+
+    /// Stops watching every worktree (as [`Watcher::remove`] does for one). A worktree must not
+    /// be deleted while it is watched: its directories' watches would vanish under notify, which
+    /// then logs a warning for each of them.
+    pub fn remove_all(&self) -> Removed {
+        self.unwatch(None)
+    }
+
+    fn unwatch(&self, domain: Option<String>) -> Removed {
+        let (reply, rx) = oneshot::channel();
+        // On failure the message is dropped, and with it `reply`: the future resolves at once.
+        let _ = self.cmd.send(Msg::Remove { domain, reply });
+        Removed(rx)
+    }
+}
+
+/// The answer to [`Watcher::remove`]: resolves once the worktree is no longer watched.
+pub struct Removed(oneshot::Receiver<()>);
+
+impl Future for Removed {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        Pin::new(&mut self.0).poll(cx).map(|_| ())
     }
 }
 
@@ -284,8 +309,10 @@ enum Msg {
         root: PathBuf,
         reply: oneshot::Sender<Result<Mode, WatchError>>,
     },
+    /// One domain's worktree, or every one (`None`).
     Remove {
-        domain: String,
+        domain: Option<String>,
+        reply: oneshot::Sender<()>,
     },
     Fs(notify::Result<notify::Event>),
     Shutdown,
@@ -905,7 +932,18 @@ impl Engine {
                 let res = self.add(&domain, &root);
                 let _ = reply.send(res);
             }
-            Msg::Remove { domain } => self.remove(&domain),
+            Msg::Remove { domain, reply } => {
+                match domain {
+                    Some(d) => self.remove(&d),
+                    None => {
+                        let all: Vec<String> = self.roots.keys().cloned().collect();
+                        for d in all {
+                            self.remove(&d);
+                        }
+                    }
+                }
+                let _ = reply.send(());
+            }
             Msg::Fs(ev) => {
                 self.queue.len.fetch_sub(1, Ordering::AcqRel);
                 self.on_fs(ev);
@@ -1791,6 +1829,37 @@ mod tests {
                     || (c.domain == "b" && c.path == "only_a.rs")
             });
             assert!(wrong.is_none(), "misattributed: {wrong:?}");
+        });
+    }
+
+    #[test]
+    fn remove_all_resolves_once_nothing_is_watched() {
+        rt().block_on(async {
+            let fx = fixture(&["a", "b", "c"]);
+            let (tx, rx) = mpsc::channel(16);
+            let w = Watcher::with_options(tx, notify_opts());
+            for (d, wt) in ["a", "b"].iter().zip(&fx.wts) {
+                assert_eq!(w.add(d, wt).await.unwrap(), Mode::Notify);
+            }
+            let mut b = Batches::new(rx);
+            write(&fx.wts[1], "one.rs", "x");
+            b.until("b watched", |s| has(s, "b", "one.rs", &Created))
+                .await;
+            w.remove_all().await;
+            assert_eq!(w.add("c", &fx.wts[2]).await.unwrap(), Mode::Notify);
+            let before = b.seen.len();
+            // Deleting the unwatched worktrees is invisible to the watcher.
+            std::fs::remove_dir_all(&fx.wts[0]).unwrap();
+            std::fs::remove_dir_all(&fx.wts[1]).unwrap();
+            // Events are handled in order: a report of the deletions would come no later.
+            write(&fx.wts[2], "sentinel", "x");
+            b.until("c watched", |s| has(s, "c", "sentinel", &Created))
+                .await;
+            let leaked: Vec<_> = b.seen[before..]
+                .iter()
+                .filter(|c| c.domain != "c")
+                .collect();
+            assert!(leaked.is_empty(), "reported after remove_all: {leaked:#?}");
         });
     }
 

@@ -35,7 +35,11 @@ fn four_independent_domains_run_concurrently_and_land() {
         .map(|d| domain(d, &format!("out/{d}/**"), &barrier(d), ""))
         .collect();
     repo.write_plan(&sim_plan("max_parallel: 4\n", &domains));
-    repo.farm(&["run", "--progress", "plain"]).expect(0);
+    let run = repo.farm(&["run", "--progress", "plain"]);
+    run.expect(0);
+    // Only agent-farm's own lines: no dependency's log lines (notify's warnings about watches of
+    // removed worktrees, once) and no colour codes into a pipe.
+    assert_no_foreign_lines(&run.stderr);
 
     let rec = repo.record();
     let windows: Vec<(u64, u64)> = ["a", "b", "c", "d"]
@@ -720,6 +724,16 @@ fn demo_runs_end_to_end() {
     run.expect(0);
     assert!(run.stdout.contains("landed on `main`"), "{}", run.stdout);
     assert!(dir.join("src/api/users.rs").is_file());
+    assert_no_foreign_lines(&run.stderr);
+}
+
+/// Stderr of a run holds no warning logged by a dependency and no ANSI escape.
+fn assert_no_foreign_lines(stderr: &str) {
+    let foreign: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("WARN") || l.contains('\x1b'))
+        .collect();
+    assert!(foreign.is_empty(), "foreign lines on stderr:\n{stderr}");
 }
 
 #[test]

@@ -375,10 +375,25 @@ impl Farm {
     ) where
         F: FnOnce() -> Input + Send + 'static,
     {
+        self.spawn_blocking_durable_after(None, f, on_panic);
+    }
+
+    /// As [`Self::spawn_blocking_durable`], once the watcher has let go of what `unwatched` names.
+    fn spawn_blocking_durable_after<F>(
+        &self,
+        unwatched: Option<crate::watch::Removed>,
+        f: F,
+        on_panic: impl FnOnce(String) -> Input + Send + 'static,
+    ) where
+        F: FnOnce() -> Input + Send + 'static,
+    {
         let durable = self.persist.barrier();
         let tx = self.tx.clone();
         tokio::spawn(async move {
             let _ = durable.await;
+            if let Some(u) = unwatched {
+                u.await;
+            }
             let input = match tokio::task::spawn_blocking(f).await {
                 Ok(input) => input,
                 Err(e) => on_panic(format!("internal error: the effect's task failed: {e}")),
@@ -607,7 +622,11 @@ impl Farm {
             Action::Cleanup { remove_worktrees } => {
                 let rec = self.dispatcher.record().clone();
                 let journal = self.journal.clone();
-                self.spawn_blocking_durable(
+                // No worktree is removed while it is watched: the watches of its directories
+                // would vanish under notify, which logs a warning for each of them.
+                let unwatched = self.watcher.as_ref().map(|w| w.remove_all());
+                self.spawn_blocking_durable_after(
+                    unwatched,
                     move || {
                         Input::Cleaned(finish::cleanup_run(&rec, &journal, remove_worktrees, false))
                     },
