@@ -151,6 +151,8 @@ pub enum PreflightError {
     },
     #[error("{path} already exists; use --force to overwrite it")]
     PlanExists { path: PathBuf },
+    #[error("cannot change to {path} (given with -C): no such directory")]
+    NoSuchDir { path: PathBuf },
     #[error("{path} already holds a repository; choose an empty directory")]
     DirHoldsRepo { path: PathBuf },
 }

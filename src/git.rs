@@ -252,15 +252,52 @@ pub fn branch_tip(repo: &Repository, name: &str) -> Option<Oid> {
         .and_then(|b| b.get().target())
 }
 
-fn parse_git_date(s: &str) -> Option<Time> {
-    let s = s.trim().trim_start_matches('@');
+/// A date as git takes it in `GIT_AUTHOR_DATE` / `GIT_COMMITTER_DATE`: its internal format
+/// (`@1112911993 +0200`, or without `@`), RFC 2822 (`Thu, 07 Apr 2005 22:13:13 +0200`) or
+/// ISO 8601 (`2005-04-07T22:13:13`, a space for the `T`, fractions of seconds, an offset
+/// `+0200`, `+02:00` or `Z`; without one, local time as git takes it).
+pub fn parse_git_date(s: &str) -> Option<Time> {
+    use chrono::{DateTime, FixedOffset, Local, NaiveDateTime, TimeZone};
+    let s = s.trim();
+    if let Some(t) = parse_raw_date(s) {
+        return Some(t);
+    }
+    let time =
+        |d: DateTime<FixedOffset>| Time::new(d.timestamp(), d.offset().local_minus_utc() / 60);
+    if let Ok(d) = DateTime::parse_from_rfc2822(s) {
+        return Some(time(d));
+    }
+    let iso = s.strip_suffix('Z').map(|b| format!("{b}+0000"));
+    let iso = iso.as_deref().unwrap_or(s);
+    for f in [
+        "%Y-%m-%dT%H:%M:%S%.f%z",
+        "%Y-%m-%d %H:%M:%S%.f%z",
+        "%Y-%m-%dT%H:%M:%S%.f %z",
+        "%Y-%m-%d %H:%M:%S%.f %z",
+    ] {
+        if let Ok(d) = DateTime::parse_from_str(iso, f) {
+            return Some(time(d));
+        }
+    }
+    for f in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"] {
+        if let Ok(n) = NaiveDateTime::parse_from_str(s, f) {
+            let local = Local.from_local_datetime(&n).earliest()?;
+            return Some(time(local.fixed_offset()));
+        }
+    }
+    None
+}
+
+/// git's internal date format: seconds since the epoch (`@` optional), then an offset.
+fn parse_raw_date(s: &str) -> Option<Time> {
+    let s = s.strip_prefix('@').unwrap_or(s);
     let mut parts = s.split_whitespace();
     let secs: i64 = parts.next()?.parse().ok()?;
     let offset = match parts.next() {
         Some(tz) => {
             let sign = if tz.starts_with('-') { -1 } else { 1 };
-            let digits = tz.trim_start_matches(['+', '-']);
-            if digits.len() != 4 {
+            let digits = tz.strip_prefix(['+', '-'])?;
+            if digits.len() != 4 || !digits.bytes().all(|b| b.is_ascii_digit()) {
                 return None;
             }
             let h: i32 = digits[..2].parse().ok()?;
@@ -269,6 +306,9 @@ fn parse_git_date(s: &str) -> Option<Time> {
         }
         None => 0,
     };
+    if parts.next().is_some() {
+        return None;
+    }
     Some(Time::new(secs, offset))
 }
 
@@ -1266,5 +1306,26 @@ mod tests {
         );
         assert_eq!(parse_git_date("1700000000"), Some(Time::new(1700000000, 0)));
         assert_eq!(parse_git_date("yesterday"), None);
+    }
+
+    #[test]
+    fn git_dates_in_rfc_2822_and_iso_8601() {
+        // git's own examples (git-commit(1), "DATE FORMATS"): 2005-04-07 22:13:13 at +0200.
+        let at = Some(Time::new(1112904793, 120));
+        assert_eq!(parse_git_date("Thu, 07 Apr 2005 22:13:13 +0200"), at);
+        assert_eq!(parse_git_date("2005-04-07T22:13:13+0200"), at);
+        assert_eq!(parse_git_date("2005-04-07T22:13:13+02:00"), at);
+        assert_eq!(parse_git_date("2005-04-07 22:13:13 +0200"), at);
+        assert_eq!(parse_git_date("2005-04-07T22:13:13.019+0200"), at);
+        assert_eq!(
+            parse_git_date("2005-04-07T20:13:13Z"),
+            Some(Time::new(1112904793, 0))
+        );
+        // Without an offset: local time, as git takes it.
+        let local = parse_git_date("2005-04-07T22:13:13").unwrap();
+        let offset_s = i64::from(local.offset_minutes()) * 60;
+        assert_eq!(local.seconds() + offset_s, 1112904793 + 7200);
+        assert_eq!(parse_git_date("2005-04-07 22:13:13"), Some(local));
+        assert_eq!(parse_git_date("2005-13-07T22:13:13"), None);
     }
 }

@@ -10,6 +10,7 @@ pub mod error;
 pub mod events;
 pub mod fault;
 pub mod git;
+pub mod history;
 pub mod hooks;
 pub mod journal;
 pub mod lock;

@@ -11,17 +11,14 @@ fn main() {
     }
     let cli = agent_farm::cli::Cli::parse();
     if !matches!(cli.command, agent_farm::cli::Command::SimAgent { .. }) {
-        let filter = tracing_subscriber::EnvFilter::try_from_env("AGENT_FARM_LOG")
-            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-        tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_writer(std::io::stderr)
-            .init();
+        // The filter by -q/-v (or AGENT_FARM_LOG); ANSI colour by --color and NO_COLOR, never
+        // into a file or pipe.
+        agent_farm::cli::conventions::init_tracing(&cli.output);
     }
     let code = match agent_farm::cli::main(cli) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("{}", agent_farm::cli::conventions::render_error(&err));
             agent_farm::error::exit_code_for(&err)
         }
     };

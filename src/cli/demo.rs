@@ -7,7 +7,8 @@ use git2::Repository;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
-    /// Create the demo repository here instead of a new temporary directory.
+    /// Create the demo repository in DIR (relative to `-C`, if given) instead of a new
+    /// temporary directory.
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
     /// Progress display: auto, plain or none.
@@ -101,9 +102,11 @@ pub fn create_repo(root: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn run(args: Args) -> anyhow::Result<i32> {
+/// `-C DIR demo` is `demo` started in DIR: like every relative path, `--dir` is taken from
+/// there; without `--dir` the demo goes into a new temporary directory wherever it is started.
+pub fn run(cwd: &Path, args: Args) -> anyhow::Result<i32> {
     let root = match args.dir {
-        Some(d) => d,
+        Some(d) => cwd.join(d),
         None => tempfile::Builder::new()
             .prefix("agent-farm-demo-")
             .tempdir()?
@@ -112,18 +115,28 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     if root.join(".git").exists() {
         anyhow::bail!(crate::error::PreflightError::DirHoldsRepo { path: root });
     }
-    create_repo(&root)?;
-    println!("demo repository: {}", root.display());
-    println!("plan: {}\n", root.join("farm.yaml").display());
+    create_repo(&root).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot create the demo repository in {}: {e}",
+            root.display()
+        )
+    })?;
+    let quiet = super::conventions::quiet();
+    if !quiet {
+        println!("demo repository: {}", root.display());
+        println!("plan: {}\n", root.join("farm.yaml").display());
+    }
     let reporters = super::run::reporters(args.progress);
     let mut session =
         crate::session::Session::start(&root, &crate::session::RunRequest::default(), reporters)?;
     session.drive();
     let code = super::run::render(session.conclude(), false);
-    println!("\nthe merged result is on `main` in {}", root.display());
-    println!(
-        "look at it with: git -C {} log --graph --oneline --all",
-        root.display()
-    );
+    if !quiet {
+        println!("\nthe merged result is on `main` in {}", root.display());
+        println!(
+            "look at it with: git -C {} log --graph --oneline --all",
+            root.display()
+        );
+    }
     Ok(code)
 }

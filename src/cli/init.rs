@@ -3,6 +3,11 @@
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, clap::Args)]
+#[command(after_long_help = "Examples:
+  agent-farm init                         # farm.yaml in the repository root
+  agent-farm init plans/refactor.yaml     # somewhere else
+  agent-farm init --force                 # overwrite an existing plan
+Then edit it, check it with `agent-farm plan` and start it with `agent-farm run`.")]
 pub struct Args {
     /// Where to write the plan (default: farm.yaml in the repository root, or here).
     pub file: Option<PathBuf>,
@@ -73,11 +78,18 @@ pub fn run(cwd: &Path, args: Args) -> anyhow::Result<i32> {
     if path.exists() && !args.force {
         anyhow::bail!(crate::error::PreflightError::PlanExists { path });
     }
-    std::fs::write(&path, STARTER)?;
-    println!("wrote {}", path.display());
-    println!(
-        "next: edit the domains, then `agent-farm plan` to check it and `agent-farm run` to run it"
-    );
+    let written = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => std::fs::create_dir_all(dir),
+        _ => Ok(()),
+    }
+    .and_then(|()| std::fs::write(&path, STARTER));
+    written.map_err(|e| anyhow::anyhow!("cannot write the plan {}: {e}", path.display()))?;
+    if !super::conventions::quiet() {
+        println!("wrote {}", path.display());
+        println!(
+            "next: edit the domains, then `agent-farm plan` to check it and `agent-farm run` to run it"
+        );
+    }
     Ok(0)
 }
 

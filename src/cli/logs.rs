@@ -12,8 +12,11 @@ pub struct Args {
     /// The domain.
     pub domain: String,
     /// Run id or unique prefix (default: the most recent run).
-    #[arg(long)]
+    #[arg(value_name = "RUN")]
     pub run: Option<String>,
+    /// The run, as an option (kept for older scripts; give RUN after the domain instead).
+    #[arg(long = "run", value_name = "RUN", hide = true, conflicts_with = "run")]
+    pub run_flag: Option<String>,
     /// Keep printing new output until the domain's agent is done.
     #[arg(short, long)]
     pub follow: bool,
@@ -32,7 +35,8 @@ pub enum Kind {
 }
 
 pub fn run(cwd: &Path, args: Args) -> anyhow::Result<i32> {
-    let rec = super::find_run(cwd, args.run.as_deref())?;
+    let run = args.run.as_deref().or(args.run_flag.as_deref());
+    let rec = super::find_run(cwd, run)?;
     if rec.domain(&args.domain).is_none() {
         return Err(PreflightError::NoSuchDomain {
             run_id: rec.run_id.clone(),

@@ -2,6 +2,7 @@
 //! returning the process exit code.
 
 pub mod clean;
+pub mod conventions;
 pub mod demo;
 pub mod init;
 pub mod logs;
@@ -9,6 +10,7 @@ pub mod merge;
 pub mod plan;
 pub mod resume;
 pub mod run;
+pub mod runs;
 pub mod status;
 
 use std::path::{Path, PathBuf};
@@ -22,9 +24,12 @@ use crate::record::RunRecord;
 #[derive(Debug, Parser)]
 #[command(name = "agent-farm", version, about, long_about = None)]
 pub struct Cli {
-    /// Run as if started in DIR (like `git -C`).
-    #[arg(short = 'C', global = true, value_name = "DIR")]
+    /// Run as if started in DIR (like `git -C`): the repository, and relative paths given to
+    /// the command (a plan file, `demo --dir`), are found from DIR.
+    #[arg(short = 'C', global = true, value_name = "DIR", id = "chdir")]
     pub dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub output: conventions::OutputArgs,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -49,6 +54,12 @@ pub enum Command {
     Clean(clean::Args),
     /// Run a self-contained demo with the simulated agent in a temporary repository.
     Demo(demo::Args),
+    /// List the recorded runs, or prune old ones (`runs prune`).
+    Runs(runs::Args),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(conventions::CompletionsArgs),
+    /// Print the man page (roff), or write one page per command into a directory.
+    Man(conventions::ManArgs),
     /// The built-in simulated agent (used by the `sim` preset).
     #[command(hide = true)]
     SimAgent {
@@ -58,10 +69,16 @@ pub enum Command {
 }
 
 pub fn main(cli: Cli) -> anyhow::Result<i32> {
+    conventions::set_output(cli.output.clone());
     let cwd = match &cli.dir {
-        Some(d) => d.clone(),
+        Some(d) => std::env::current_dir()
+            .map(|here| here.join(d))
+            .unwrap_or_else(|_| d.clone()),
         None => std::env::current_dir()?,
     };
+    if cli.dir.is_some() && !cwd.is_dir() {
+        return Err(crate::error::PreflightError::NoSuchDir { path: cwd }.into());
+    }
     match cli.command {
         Command::Init(a) => init::run(&cwd, a),
         Command::Plan(a) => plan::run(&cwd, a),
@@ -71,7 +88,10 @@ pub fn main(cli: Cli) -> anyhow::Result<i32> {
         Command::Merge(a) => merge::run(&cwd, a),
         Command::Clean(a) => clean::run(&cwd, a),
         Command::Resume(a) => resume::run(&cwd, a),
-        Command::Demo(a) => demo::run(a),
+        Command::Demo(a) => demo::run(&cwd, a),
+        Command::Runs(a) => runs::run(&cwd, a),
+        Command::Completions(a) => conventions::completions(a),
+        Command::Man(a) => conventions::man(a),
         Command::SimAgent { prompt } => Ok(crate::sim::run(&prompt)),
     }
 }
@@ -80,7 +100,9 @@ pub fn main(cli: Cli) -> anyhow::Result<i32> {
 /// [`crate::session::recover_dead_runs`]), saying what was done on stderr.
 pub fn recover_dead_runs(cwd: &Path) {
     for (run, message) in crate::session::recover_dead_runs(cwd) {
-        eprintln!("agent-farm: run {run}: {message}");
+        if !conventions::quiet() {
+            eprintln!("agent-farm: run {run}: {message}");
+        }
     }
 }
 

@@ -9,6 +9,12 @@ use crate::plan::{self, schedule};
 use crate::record;
 
 #[derive(Debug, Clone, clap::Args)]
+#[command(after_long_help = "Examples:
+  agent-farm plan                         # farm.yaml in the repository root
+  agent-farm plan plans/refactor.yaml     # another plan
+  agent-farm plan --json | jq .waves      # the execution plan as JSON (with a `version` field)
+
+Exits 0 for a valid plan, 3 for an invalid one (every problem with its file, line and domain).")]
 pub struct Args {
     /// The plan (default: farm.yaml in the repository root).
     pub file: Option<PathBuf>,
@@ -103,7 +109,7 @@ pub fn run(cwd: &Path, args: Args) -> anyhow::Result<i32> {
         warnings,
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&view)?);
+        println!("{}", super::conventions::versioned_json(&view)?);
         return Ok(0);
     }
     println!(

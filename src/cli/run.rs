@@ -10,11 +10,21 @@ use crate::reporter::{PlainReporter, Reporter, TtyReporter};
 use crate::session::{Outcome, RunRequest, Session};
 
 #[derive(Debug, Clone, clap::Args)]
+#[command(after_long_help = "Examples:
+  agent-farm run                          # farm.yaml in the repository root
+  agent-farm run plans/refactor.yaml -j 3 # at most 3 agents at once
+  agent-farm run --agent sim              # try the plan with the simulated agent
+  agent-farm run --fail-fast --deadline 45m
+  agent-farm run --no-merge               # commit the domains; `agent-farm merge` later
+  agent-farm -q run --json > report.json  # no progress; the report as JSON
+
+Exit codes: 0 landed, 3 invalid plan, 4 preflight, 5 not landed, 6 domains failed, 7 conflict,
+8 verify failed, 130 interrupted (README, \"Exit codes\").")]
 pub struct Args {
     /// The plan (default: farm.yaml in the repository root).
     pub file: Option<PathBuf>,
-    /// Run at most N agents at once (default: the plan's max_parallel).
-    #[arg(short = 'j', long, value_name = "N")]
+    /// Run at most N agents at once, N ≥ 1 (default: the plan's max_parallel).
+    #[arg(short = 'j', long, value_name = "N", value_parser = parse_jobs)]
     pub jobs: Option<usize>,
     /// Stop launching and terminate running agents at the first failure.
     #[arg(long)]
@@ -28,8 +38,8 @@ pub struct Args {
     /// Run and commit the domains but do not merge them; merge later with `agent-farm merge`.
     #[arg(long)]
     pub no_merge: bool,
-    /// Agent preset to use instead of the plan's (claude, sim, custom).
-    #[arg(long, value_name = "PRESET")]
+    /// Agent preset to use instead of the plan's.
+    #[arg(long, value_name = "PRESET", value_enum)]
     pub agent: Option<Preset>,
     /// Program to run for the agent preset instead of its default.
     #[arg(long, value_name = "PATH")]
@@ -41,6 +51,15 @@ pub struct Args {
     pub drive: super::DriveArgs,
 }
 
+/// `--jobs`: a count of at least 1, refused as `max_parallel: 0` is.
+fn parse_jobs(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("`--jobs` must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(format!("not a number: {e}")),
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Progress {
     Auto,
@@ -49,6 +68,9 @@ pub enum Progress {
 }
 
 pub fn reporters(progress: Progress) -> Vec<Box<dyn Reporter>> {
+    if super::conventions::quiet() {
+        return vec![];
+    }
     match progress {
         Progress::None => vec![],
         Progress::Plain => vec![Box::new(PlainReporter::stderr())],
@@ -94,9 +116,9 @@ pub fn render(out: Outcome, json: bool) -> i32 {
     if json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&out.report).unwrap_or_default()
+            super::conventions::versioned_json(&out.report).unwrap_or_default()
         );
-    } else {
+    } else if !super::conventions::quiet() {
         print!("{}", out.report.render());
         if rec.interrupted.is_some() {
             println!(

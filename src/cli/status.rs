@@ -6,6 +6,9 @@ use crate::events::EventLog;
 use crate::vocab::Phase;
 
 #[derive(Debug, Clone, clap::Args)]
+#[command(
+    after_long_help = "Exits with the run's own exit code once it has ended (0 landed, 5 not landed, 6 domains failed, 7 conflict, 8 verify failed, 130 interrupted); 0 for a run still in progress."
+)]
 pub struct Args {
     /// Run id or unique prefix (default: the most recent run).
     pub run: Option<String>,
@@ -26,7 +29,7 @@ pub fn run(cwd: &Path, args: Args) -> anyhow::Result<i32> {
     };
     let report = crate::report::build(&rec, now);
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        println!("{}", super::conventions::versioned_json(&report)?);
     } else {
         print!("{}", report.render());
         let finished = matches!(rec.phase, Phase::Finished | Phase::Interrupted);
@@ -38,7 +41,12 @@ pub fn run(cwd: &Path, args: Args) -> anyhow::Result<i32> {
             println!("{line}");
         }
     }
-    Ok(0)
+    // The run's own exit code once it has ended (README, "Exit codes"); 0 while it is still
+    // in progress, or stopped before its end (`resume` continues it).
+    Ok(match rec.phase {
+        Phase::Finished | Phase::Interrupted => report.exit_code,
+        _ => 0,
+    })
 }
 
 /// For a run in progress (or whose process died): when it was last heard of, and what it said.

@@ -101,9 +101,24 @@ impl Serialize for CommandSpec {
     }
 }
 
-/// Which agent CLI to run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+/// Which agent CLI to run. The names (plan, `--agent`, text and JSON) come from strum.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    Deserialize,
+    Serialize,
+    strum::Display,
+    strum::EnumString,
+    strum::VariantNames,
+    clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
+#[value(rename_all = "lowercase")]
 pub enum Preset {
     /// `claude -p {prompt} --output-format stream-json --verbose --permission-mode acceptEdits`
     #[default]
@@ -118,33 +133,6 @@ pub enum Preset {
     Sim,
     /// `agent.command`, an argv with placeholders.
     Custom,
-}
-
-impl fmt::Display for Preset {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Preset::Claude => "claude",
-            Preset::Codex => "codex",
-            Preset::Gemini => "gemini",
-            Preset::Aider => "aider",
-            Preset::Sim => "sim",
-            Preset::Custom => "custom",
-        })
-    }
-}
-
-impl std::str::FromStr for Preset {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "claude" => Ok(Preset::Claude),
-            "sim" => Ok(Preset::Sim),
-            "custom" => Ok(Preset::Custom),
-            other => Err(format!(
-                "unknown agent preset `{other}` (expected claude, sim or custom)"
-            )),
-        }
-    }
 }
 
 pub const DEFAULT_MAX_PARALLEL: usize = 5;
@@ -297,20 +285,17 @@ pub struct AgentConfig {
     pub command: Option<Vec<String>>,
     pub args: Vec<String>,
     pub env: BTreeMap<String, String>,
-    #[serde(with = "humantime_serde_compat")]
+    #[serde(with = "humantime_serde")]
     pub timeout: Duration,
-    #[serde(with = "humantime_serde_compat")]
+    #[serde(with = "humantime_serde")]
     pub grace: Duration,
-    #[serde(default, with = "opt_duration")]
+    #[serde(default, with = "humantime_serde")]
     pub idle_timeout: Option<Duration>,
     pub retries: u32,
-    #[serde(with = "humantime_serde_compat")]
+    #[serde(with = "humantime_serde")]
     pub retry_backoff: Duration,
     // Fields added after the first record format default when an older run record is read.
-    #[serde(
-        with = "humantime_serde_compat",
-        default = "default_rate_limit_backoff"
-    )]
+    #[serde(with = "humantime_serde", default = "default_rate_limit_backoff")]
     pub rate_limit_backoff: Duration,
     #[serde(default)]
     pub model: Option<String>,
@@ -344,7 +329,7 @@ pub struct Domain {
     pub owns: Vec<String>,
     pub depends_on: Vec<String>,
     pub priority: i32,
-    #[serde(with = "opt_duration")]
+    #[serde(with = "humantime_serde")]
     pub timeout: Option<Duration>,
     pub verify: Option<CommandSpec>,
     pub setup: Vec<CommandSpec>,
@@ -385,33 +370,5 @@ impl Plan {
     /// The timeout for one attempt of `domain`.
     pub fn timeout_for(&self, domain: &Domain) -> Duration {
         domain.timeout.unwrap_or(self.agent.timeout)
-    }
-}
-
-pub(crate) mod humantime_serde_compat {
-    use serde::{Deserialize, Deserializer, Serializer};
-    use std::time::Duration;
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&humantime::format_duration(*d).to_string())
-    }
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let s = String::deserialize(d)?;
-        humantime::parse_duration(&s).map_err(serde::de::Error::custom)
-    }
-}
-
-mod opt_duration {
-    use serde::{Deserialize, Deserializer, Serializer};
-    use std::time::Duration;
-    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-        match d {
-            Some(d) => s.serialize_some(&humantime::format_duration(*d).to_string()),
-            None => s.serialize_none(),
-        }
-    }
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-        let s = Option::<String>::deserialize(d)?;
-        s.map(|s| humantime::parse_duration(&s).map_err(serde::de::Error::custom))
-            .transpose()
     }
 }
