@@ -563,6 +563,61 @@ fn unknown_cli_flag() {
     }
 }
 
+/// `--jobs 0` is refused like `max_parallel: 0`, in the same words; neither creates anything.
+#[test]
+fn zero_jobs_is_refused_like_zero_max_parallel() {
+    let repo = repo_with_plan(&good_plan());
+    for args in [
+        &["run", "--jobs", "0"][..],
+        &["run", "-j", "0"],
+        &["run", "-j", "x"],
+    ] {
+        let run = fails(&repo, args, USAGE);
+        assert!(run.stdout.is_empty(), "{args:?} printed:\n{}", run.stdout);
+    }
+    let run = fails(&repo, &["run", "--jobs", "0"], USAGE);
+    assert_stderr_has(&run, &["`--jobs` must be at least 1"]);
+    let repo = repo_with_plan(&sim_plan("max_parallel: 0\n", &api()));
+    let run = plan_fails(&repo, INVALID_PLAN);
+    assert_stderr_has(&run, &["`max_parallel` must be at least 1"]);
+}
+
+/// Other usage errors of the CLI conventions: exit 2, nothing created.
+#[test]
+fn bad_global_flags_and_run_arguments() {
+    let repo = repo_with_plan(&good_plan());
+    for args in [
+        &["--color", "sometimes", "plan"][..],
+        &["-q", "-v", "plan"],
+        &["run", "--agent", "gpt"],
+        &["completions", "tcsh"],
+        &["runs", "prune"],
+        &["runs", "prune", "--keep", "1", "--older-than", "1d"],
+        &["runs", "prune", "--older-than", "soon"],
+        &["logs", "api", "r1", "--run", "r2"],
+    ] {
+        let run = fails(&repo, args, USAGE);
+        assert!(run.stdout.is_empty(), "{args:?} printed:\n{}", run.stdout);
+    }
+}
+
+/// A directory given with `-C` that does not exist: exit 4, said once, nothing created.
+#[test]
+fn dash_c_names_a_missing_directory() {
+    let repo = repo_with_plan(&good_plan());
+    let missing = repo.scratch.join("nope");
+    for cmd in ["run", "demo", "status"] {
+        let run = fails(
+            &repo,
+            &["-C", missing.to_str().expect("utf-8 path"), cmd],
+            PREFLIGHT,
+        );
+        assert_stderr_has(&run, &["cannot change to", "nope"]);
+        assert_eq!(run.stderr.matches("error:").count(), 1, "{}", run.stderr);
+    }
+    assert!(!missing.exists());
+}
+
 /// git would sign every commit (`commit.gpgsign`), agent-farm cannot: refused before anything
 /// is created, naming the setting.
 #[test]

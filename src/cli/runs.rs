@@ -82,6 +82,8 @@ fn list(info: &crate::git::RepoInfo, json: bool) -> anyhow::Result<i32> {
             Err(e) => unreadable.push((id, e)),
         }
     }
+    // Oldest first; ids of runs started within one second sort by their random part.
+    rows.sort_by(|a, b| (a.started_ms, &a.run_id).cmp(&(b.started_ms, &b.run_id)));
     if json {
         let out = RunsJson {
             version: history::RUNS_JSON_VERSION,
