@@ -328,3 +328,25 @@ fn dash_c_with_demo_is_started_in_that_directory() {
         missing.stderr
     );
 }
+
+/// README's commands table names every command, and its exit-code table every code.
+#[test]
+fn readme_documents_every_command_and_exit_code() {
+    use clap::CommandFactory;
+    let readme = include_str!("../README.md");
+    let cmd = agent_farm::cli::Cli::command();
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        let row = format!("| `agent-farm {}", sub.get_name());
+        assert!(
+            readme.contains(&row),
+            "README lacks a row for {}",
+            sub.get_name()
+        );
+    }
+    for code in [0, 1, 2, 3, 4, 5, 6, 7, 8, 130] {
+        assert!(
+            readme.contains(&format!("\n| {code} |")),
+            "README lacks exit code {code}"
+        );
+    }
+}

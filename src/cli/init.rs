@@ -28,7 +28,8 @@ version: 1
 max_parallel: 5
 
 agent:
-  # claude (claude -p <prompt>), sim (the built-in simulated agent) or custom.
+  # claude (claude -p <prompt>), codex, gemini, aider, sim (the built-in simulated agent)
+  # or custom.
   preset: claude
   # For custom: the argv, with {prompt} {domain} {worktree} {run_id} {branch} placeholders.
   # command: ["my-agent", "--task", "{prompt}"]

@@ -181,8 +181,9 @@ pub struct RawAgent {
 }
 
 /// What happens to changes a domain makes outside the paths it owns.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, strum::Display)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum Policy {
     /// Report the violations and merge anyway.
     Warn,
@@ -192,16 +193,6 @@ pub enum Policy {
     /// Drop the out-of-domain changes from the domain's branch (kept under a ref and in a patch
     /// file) and merge the rest.
     Revert,
-}
-
-impl fmt::Display for Policy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Policy::Warn => "warn",
-            Policy::Block => "block",
-            Policy::Revert => "revert",
-        })
-    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
