@@ -302,6 +302,39 @@ impl Reporter for PlainReporter {
     }
 }
 
+/// The public event stream as JSON lines (`--message-format json`): the header of
+/// `events.jsonl` first (its schema version), then each event exactly as `events.jsonl` has it.
+pub struct JsonReporter {
+    started: bool,
+    out: Box<dyn Write + Send>,
+}
+
+impl JsonReporter {
+    pub fn stdout() -> Self {
+        Self::to(Box::new(std::io::stdout()))
+    }
+
+    pub fn to(out: Box<dyn Write + Send>) -> Self {
+        JsonReporter {
+            started: false,
+            out,
+        }
+    }
+}
+
+impl Reporter for JsonReporter {
+    fn on_event(&mut self, ev: &Timed, _record: &RunRecord) {
+        if !std::mem::replace(&mut self.started, true) {
+            let _ = writeln!(self.out, "{}", crate::events::Header::line());
+        }
+        if let Ok(line) = serde_json::to_string(ev) {
+            let _ = writeln!(self.out, "{line}");
+        }
+        // One line at a time for whoever reads the pipe.
+        let _ = self.out.flush();
+    }
+}
+
 /// Live progress for terminals: a spinner line per active domain, event lines above them.
 pub struct TtyReporter {
     multi: MultiProgress,

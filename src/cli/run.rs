@@ -76,13 +76,28 @@ impl Args {
 
 pub fn run(cwd: &Path, args: Args) -> anyhow::Result<i32> {
     super::recover_dead_runs(cwd);
-    let mut session = Session::start(cwd, &args.request(), reporters(args.drive.progress))?;
+    let mut session = Session::start(cwd, &args.request(), args.drive.reporters())?;
     session.drive();
-    Ok(render(session.conclude(), args.drive.json))
+    Ok(args.drive.render(session.conclude()))
 }
 
-/// Print the report (or its JSON) and what to do next; returns the exit code.
+/// Print the report (or its JSON) and what to do next on stdout; returns the exit code.
 pub fn render(out: Outcome, json: bool) -> i32 {
+    render_to(out, json, false)
+}
+
+/// [`render`], on stderr when stdout carries the event stream.
+pub fn render_to(out: Outcome, json: bool, to_stderr: bool) -> i32 {
+    macro_rules! say {
+        ($($t:tt)*) => {
+            if to_stderr { eprint!($($t)*) } else { print!($($t)*) }
+        };
+    }
+    macro_rules! sayln {
+        ($($t:tt)*) => {
+            if to_stderr { eprintln!($($t)*) } else { println!($($t)*) }
+        };
+    }
     let rec = &out.record;
     if let Some(e) = &out.persist_error {
         // The work itself is in git; only the run's own files are incomplete.
@@ -92,19 +107,21 @@ pub fn render(out: Outcome, json: bool) -> i32 {
         );
     }
     if json {
-        println!(
+        sayln!(
             "{}",
             serde_json::to_string_pretty(&out.report).unwrap_or_default()
         );
     } else {
-        print!("{}", out.report.render());
+        say!("{}", out.report.render());
         if rec.interrupted.is_some() {
-            println!(
+            sayln!(
                 "partial work is committed on the kept branches; continue with `agent-farm resume {}`, merge only what finished with `agent-farm merge {}`, or remove everything with `agent-farm clean {} --force`",
-                rec.run_id, rec.run_id, rec.run_id
+                rec.run_id,
+                rec.run_id,
+                rec.run_id
             );
         } else if rec.options.no_merge {
-            println!(
+            sayln!(
                 "not merged (--no-merge); merge with `agent-farm merge {}`",
                 rec.run_id
             );
