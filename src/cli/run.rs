@@ -52,9 +52,16 @@ pub fn reporters(progress: Progress) -> Vec<Box<dyn Reporter>> {
     match progress {
         Progress::None => vec![],
         Progress::Plain => vec![Box::new(PlainReporter::stderr())],
-        Progress::Auto if std::io::stderr().is_terminal() => vec![Box::new(TtyReporter::new())],
+        Progress::Auto if std::io::stderr().is_terminal() => {
+            vec![Box::new(TtyReporter::new(color_on_stderr()))]
+        }
         Progress::Auto => vec![Box::new(PlainReporter::stderr())],
     }
+}
+
+/// Whether stderr gets colour: a terminal, and `NO_COLOR` unset (<https://no-color.org>).
+pub fn color_on_stderr() -> bool {
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 impl Args {
