@@ -74,9 +74,17 @@ pub fn reporters(progress: Progress) -> Vec<Box<dyn Reporter>> {
     match progress {
         Progress::None => vec![],
         Progress::Plain => vec![Box::new(PlainReporter::stderr())],
-        Progress::Auto if std::io::stderr().is_terminal() => vec![Box::new(TtyReporter::new())],
+        Progress::Auto if std::io::stderr().is_terminal() => {
+            vec![Box::new(TtyReporter::new(color_on_stderr()))]
+        }
         Progress::Auto => vec![Box::new(PlainReporter::stderr())],
     }
+}
+
+/// Whether stderr gets colour: by `--color`; for `auto`, a terminal and `NO_COLOR` unset
+/// (<https://no-color.org>).
+pub fn color_on_stderr() -> bool {
+    super::conventions::stderr_colored()
 }
 
 impl Args {
@@ -98,13 +106,28 @@ impl Args {
 
 pub fn run(cwd: &Path, args: Args) -> anyhow::Result<i32> {
     super::recover_dead_runs(cwd);
-    let mut session = Session::start(cwd, &args.request(), reporters(args.drive.progress))?;
+    let mut session = Session::start(cwd, &args.request(), args.drive.reporters())?;
     session.drive();
-    Ok(render(session.conclude(), args.drive.json))
+    Ok(args.drive.render(session.conclude()))
 }
 
-/// Print the report (or its JSON) and what to do next; returns the exit code.
+/// Print the report (or its JSON) and what to do next on stdout; returns the exit code.
 pub fn render(out: Outcome, json: bool) -> i32 {
+    render_to(out, json, false)
+}
+
+/// [`render`], on stderr when stdout carries the event stream.
+pub fn render_to(out: Outcome, json: bool, to_stderr: bool) -> i32 {
+    macro_rules! say {
+        ($($t:tt)*) => {
+            if to_stderr { eprint!($($t)*) } else { print!($($t)*) }
+        };
+    }
+    macro_rules! sayln {
+        ($($t:tt)*) => {
+            if to_stderr { eprintln!($($t)*) } else { println!($($t)*) }
+        };
+    }
     let rec = &out.record;
     if let Some(e) = &out.persist_error {
         // The work itself is in git; only the run's own files are incomplete.
@@ -114,19 +137,21 @@ pub fn render(out: Outcome, json: bool) -> i32 {
         );
     }
     if json {
-        println!(
+        sayln!(
             "{}",
             super::conventions::versioned_json(&out.report).unwrap_or_default()
         );
     } else if !super::conventions::quiet() {
-        print!("{}", out.report.render());
+        say!("{}", out.report.render());
         if rec.interrupted.is_some() {
-            println!(
+            sayln!(
                 "partial work is committed on the kept branches; continue with `agent-farm resume {}`, merge only what finished with `agent-farm merge {}`, or remove everything with `agent-farm clean {} --force`",
-                rec.run_id, rec.run_id, rec.run_id
+                rec.run_id,
+                rec.run_id,
+                rec.run_id
             );
         } else if rec.options.no_merge {
-            println!(
+            sayln!(
                 "not merged (--no-merge); merge with `agent-farm merge {}`",
                 rec.run_id
             );
