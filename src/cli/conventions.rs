@@ -32,7 +32,7 @@ pub fn versioned_json<T: serde::Serialize>(value: &T) -> serde_json::Result<Stri
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, strum::Display)]
 #[strum(serialize_all = "lowercase")]
 pub enum ColorWhen {
-    /// Colour on a terminal unless `NO_COLOR` is set (and not empty); never into a file or pipe.
+    /// On a terminal, unless `NO_COLOR` is set (and not empty).
     #[default]
     Auto,
     Always,
@@ -42,16 +42,34 @@ pub enum ColorWhen {
 /// The global output flags.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct OutputArgs {
-    /// Print nothing but errors and what the command was asked for: no progress, no report of
-    /// `run`/`resume`/`merge`/`demo` (their exit code tells the outcome; `--json` still prints).
-    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    /// Print only errors and what was asked for (no progress, no report).
+    ///
+    /// `run`, `resume`, `merge` and `demo` then print nothing: their exit code tells the
+    /// outcome (`--json` still prints the report).
+    #[arg(
+        short,
+        long,
+        global = true,
+        conflicts_with = "verbose",
+        help_heading = "Global options"
+    )]
     pub quiet: bool,
-    /// More internal logging on stderr: -v info, -vv debug, -vvv trace (`AGENT_FARM_LOG`, an
-    /// env-filter, overrides it).
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    /// More internal logging on stderr: -v info, -vv debug, -vvv trace.
+    ///
+    /// `AGENT_FARM_LOG` (an env-filter such as `agent_farm=debug`) overrides it.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, help_heading = "Global options")]
     pub verbose: u8,
-    /// Colour: auto (on a terminal, unless NO_COLOR is set), always or never.
-    #[arg(long, global = true, value_name = "WHEN", default_value_t = ColorWhen::Auto)]
+    /// When to colour output (auto: on a terminal, unless NO_COLOR is set).
+    ///
+    /// Nothing written into a file or pipe is coloured unless `always` is given.
+    #[arg(
+        long,
+        global = true,
+        value_name = "WHEN",
+        default_value_t = ColorWhen::Auto,
+        hide_possible_values = false,
+        help_heading = "Global options"
+    )]
     pub color: ColorWhen,
 }
 

@@ -24,9 +24,17 @@ use crate::record::RunRecord;
 #[derive(Debug, Parser)]
 #[command(name = "agent-farm", version, about, long_about = None)]
 pub struct Cli {
-    /// Run as if started in DIR (like `git -C`): the repository, and relative paths given to
-    /// the command (a plan file, `demo --dir`), are found from DIR.
-    #[arg(short = 'C', global = true, value_name = "DIR", id = "chdir")]
+    /// Run as if started in DIR (like `git -C`).
+    ///
+    /// The repository, and relative paths given to the command (a plan file, `demo --dir`), are
+    /// found from DIR.
+    #[arg(
+        short = 'C',
+        global = true,
+        value_name = "DIR",
+        id = "chdir",
+        help_heading = "Global options"
+    )]
     pub dir: Option<PathBuf>,
     #[command(flatten)]
     pub output: conventions::OutputArgs,

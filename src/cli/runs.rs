@@ -27,8 +27,10 @@ pub struct Args {
 
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum Action {
-    /// Remove old run records; a run whose work is not merged (branches, refs or worktrees
-    /// kept, a landing or effect half done) or that is still running is kept, and why is said.
+    /// Remove old run records, never one whose work is not merged.
+    ///
+    /// A run git still holds anything of (branches, refs or worktrees kept, a landing or
+    /// effect half done), or that is still running, is kept, and why is said.
     Prune(PruneArgs),
 }
 
