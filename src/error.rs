@@ -123,6 +123,10 @@ pub enum PreflightError {
         "`commit.gpgsign` is set ({origin}): git would sign every commit, and agent-farm cannot sign the commits it makes yet, so it makes none unsigned; turn signing off for this repository while the farm runs (`git config --local commit.gpgsign false`) and sign the landed result yourself"
     )]
     SigningRequired { origin: String },
+    #[error(
+        "{var}={value:?} is not a date git reads; write it as git does: `2005-04-07T22:13:13` (ISO 8601, optionally with an offset), `Thu, 07 Apr 2005 22:13:13 +0200` (RFC 2822) or `@1112911993 +0200`"
+    )]
+    BadDate { var: String, value: String },
     #[error("worktree root {path} cannot be used: {message}")]
     WorktreeRoot { path: PathBuf, message: String },
     #[error("file to copy into worktrees not found: {path} (listed in `prepare.copy`)")]

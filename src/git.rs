@@ -288,6 +288,18 @@ pub fn parse_git_date(s: &str) -> Option<Time> {
     None
 }
 
+/// The first of `GIT_AUTHOR_DATE` / `GIT_COMMITTER_DATE` that is set but not a date
+/// [`parse_git_date`] reads: (variable, value).
+pub fn bad_date_env() -> Option<(String, String)> {
+    ["GIT_AUTHOR_DATE", "GIT_COMMITTER_DATE"]
+        .into_iter()
+        .find_map(|var| {
+            let value = std::env::var(var).ok()?;
+            (!value.trim().is_empty() && parse_git_date(&value).is_none())
+                .then(|| (var.to_string(), value))
+        })
+}
+
 /// git's internal date format: seconds since the epoch (`@` optional), then an offset.
 fn parse_raw_date(s: &str) -> Option<Time> {
     let s = s.strip_prefix('@').unwrap_or(s);

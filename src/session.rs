@@ -177,6 +177,10 @@ pub fn preflight(cwd: &Path, args: &RunRequest) -> anyhow::Result<Prepared> {
             .unwrap_or_else(|| "git configuration".into());
         return Err(PreflightError::SigningRequired { origin }.into());
     }
+    // A date git would refuse is refused here, before any commit would be dated otherwise.
+    if let Some((var, value)) = crate::git::bad_date_env() {
+        return Err(PreflightError::BadDate { var, value }.into());
+    }
     let base = match plan.base.clone().or_else(|| repo_info.head_branch.clone()) {
         Some(b) => b,
         None => return Err(PreflightError::NoBase.into()),

@@ -601,6 +601,21 @@ fn bad_global_flags_and_run_arguments() {
     }
 }
 
+/// A `GIT_AUTHOR_DATE` / `GIT_COMMITTER_DATE` git would refuse: exit 4, nothing created.
+#[test]
+fn a_date_git_cannot_read_is_refused_before_anything_is_created() {
+    let repo = repo_with_plan(&good_plan());
+    for var in ["GIT_AUTHOR_DATE", "GIT_COMMITTER_DATE"] {
+        let before = snapshot(&repo);
+        let mut cmd = repo.farm_cmd(&repo.root, &["run", "--progress", "none"]);
+        cmd.env(var, "next tuesday-ish");
+        let run = Run::from(cmd.output().expect("run agent-farm"));
+        run.expect(PREFLIGHT);
+        assert_stderr_has(&run, &[var, "next tuesday-ish", "2005-04-07T22:13:13"]);
+        assert_untouched(&repo, &before);
+    }
+}
+
 /// A directory given with `-C` that does not exist: exit 4, said once, nothing created.
 #[test]
 fn dash_c_names_a_missing_directory() {
