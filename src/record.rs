@@ -905,6 +905,25 @@ pub fn list_runs(common_dir: &Path) -> Vec<String> {
     out
 }
 
+/// The most recent of `ids` (as [`list_runs`] gives them, sorted): ids name their start to
+/// the second, so among the runs started in the last second the record's start decides.
+pub fn latest_run(common_dir: &Path, ids: &[String]) -> Option<String> {
+    let last = ids.last()?;
+    let second = last.get(..15).unwrap_or(last);
+    let same: Vec<&String> = ids.iter().filter(|i| i.starts_with(second)).collect();
+    if same.len() < 2 {
+        return Some(last.clone());
+    }
+    let started = |id: &String| {
+        RunRecord::load(&RunPaths::new(common_dir, id).record())
+            .map(|r| r.started_ms)
+            .unwrap_or(0)
+    };
+    same.into_iter()
+        .max_by_key(|id| (started(id), (*id).clone()))
+        .cloned()
+}
+
 /// A record of a run of `domains` (sim agent, one job per domain) started at `t0`.
 #[cfg(test)]
 pub(crate) fn sample(domains: &[&str], t0: u64) -> RunRecord {

@@ -595,9 +595,7 @@ pub fn find_run(cwd: &Path, run: Option<&str>) -> anyhow::Result<RunRecord> {
                 }
             }
         }
-        None => runs
-            .last()
-            .cloned()
+        None => record::latest_run(&info.common_dir, &runs)
             .ok_or(PreflightError::NoRuns { dir: root })?,
     };
     let path = RunPaths::new(&info.common_dir, &id).record();

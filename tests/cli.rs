@@ -168,6 +168,9 @@ fn runs_lists_runs_and_prune_keeps_unmerged_work() {
     let ids = repo.run_ids();
     assert_eq!(ids.len(), 2, "{ids:?}");
     let failed = ids.iter().find(|i| **i != landed).unwrap().clone();
+    // Without a RUN, the most recent run is meant, whatever its id's random part.
+    let last: Value = serde_json::from_str(&repo.farm(&["status", "--json"]).stdout).unwrap();
+    assert_eq!(last["run_id"], failed.as_str());
 
     let list = repo.farm(&["runs"]);
     list.expect(0);

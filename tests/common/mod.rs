@@ -174,8 +174,10 @@ impl TestRepo {
         ids
     }
 
+    /// The most recent run (ids sort by start only to the second: its record's start decides).
     pub fn last_run(&self) -> String {
-        self.run_ids().pop().expect("a run was recorded")
+        agent_farm::record::latest_run(&self.common_dir(), &self.run_ids())
+            .expect("a run was recorded")
     }
 
     pub fn run_dir(&self) -> PathBuf {
