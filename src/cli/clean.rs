@@ -21,8 +21,11 @@ pub fn run(cwd: &Path, args: Args) -> anyhow::Result<i32> {
         all: args.all,
         force: args.force,
     };
-    for line in crate::session::clean(cwd, &req)? {
-        println!("{line}");
+    let lines = crate::session::clean(cwd, &req)?;
+    if !super::conventions::quiet() {
+        for line in lines {
+            println!("{line}");
+        }
     }
     Ok(0)
 }

@@ -178,6 +178,9 @@ fn prune(info: &crate::git::RepoInfo, args: PruneArgs) -> anyhow::Result<i32> {
         println!("{}", serde_json::to_string_pretty(&j)?);
         return Ok(0);
     }
+    if super::conventions::quiet() && !args.dry_run {
+        return Ok(0);
+    }
     let (verb, done) = if args.dry_run {
         ("would remove", "would be removed")
     } else {
