@@ -53,7 +53,7 @@ pub struct Problem {
 /// Errors that make a plan unusable. All map to [`exit::INVALID_PLAN`].
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
-    #[error("cannot read plan {path}: {error}{}", read_hint(error))]
+    #[error("cannot read plan {path}: {error}")]
     Read {
         path: PathBuf,
         error: std::io::Error,
@@ -63,13 +63,6 @@ pub enum PlanError {
         path: PathBuf,
         problems: Vec<Problem>,
     },
-}
-
-fn read_hint(error: &std::io::Error) -> &'static str {
-    match error.kind() {
-        std::io::ErrorKind::NotFound => "; write one with `agent-farm init`, or give its path",
-        _ => "",
-    }
 }
 
 fn render_problems(path: &std::path::Path, problems: &[Problem]) -> String {

@@ -184,6 +184,14 @@ pub fn render_error(err: &anyhow::Error) -> String {
 fn hint(err: &anyhow::Error) -> Option<String> {
     use crate::error::PreflightError;
     for cause in err.chain() {
+        if let Some(crate::error::PlanError::Read { error, .. }) = cause.downcast_ref()
+            && error.kind() == std::io::ErrorKind::NotFound
+        {
+            return Some(
+                "write one with `agent-farm init`, or give the plan's path (`agent-farm run FILE`)"
+                    .into(),
+            );
+        }
         match cause.downcast_ref::<PreflightError>() {
             Some(PreflightError::NoRuns { .. }) => {
                 return Some("start one with `agent-farm run` (or try `agent-farm demo`)".into());
@@ -323,5 +331,23 @@ mod tests {
     fn hints_for_errors_that_need_one() {
         let err = anyhow::Error::new(crate::error::PreflightError::NoRuns { dir: "x".into() });
         assert!(render_error(&err).contains("\nhint: start one with `agent-farm run`"));
+        let err = anyhow::Error::new(crate::error::PlanError::Read {
+            path: "farm.yaml".into(),
+            error: std::io::Error::from(std::io::ErrorKind::NotFound),
+        });
+        let printed = render_error(&err);
+        assert!(
+            printed.starts_with("error: cannot read plan farm.yaml: "),
+            "{printed}"
+        );
+        assert!(
+            printed.contains("\nhint: write one with `agent-farm init`"),
+            "{printed}"
+        );
+        let denied = anyhow::Error::new(crate::error::PlanError::Read {
+            path: "farm.yaml".into(),
+            error: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+        });
+        assert!(!render_error(&denied).contains("hint"));
     }
 }
