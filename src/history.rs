@@ -173,7 +173,7 @@ pub fn still_held(
     }
     if let Some(root) = worktree_root {
         let dir = names.worktrees_dir(root);
-        if dir.is_dir() {
+        if std::fs::read_dir(&dir).is_ok_and(|mut d| d.next().is_some()) {
             out.push(format!("worktree directory {}", dir.display()));
         }
     }
