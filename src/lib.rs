@@ -25,6 +25,7 @@ pub mod runner;
 pub mod session;
 pub mod sim;
 pub mod supervise;
+pub mod transcript;
 pub mod txn;
 pub mod unsaved;
 pub mod vocab;
