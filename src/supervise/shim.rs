@@ -39,13 +39,15 @@ impl Out {
     }
 }
 
-const HANDLED: [i32; 6] = [
+const HANDLED: [i32; 8] = [
     libc::SIGCHLD,
     libc::SIGTERM,
     libc::SIGINT,
     libc::SIGHUP,
     libc::SIGQUIT,
     libc::SIGUSR1,
+    libc::SIGTSTP,
+    libc::SIGCONT,
 ];
 
 fn sigset(sigs: &[i32]) -> libc::sigset_t {
@@ -198,6 +200,17 @@ pub fn main(args: &[OsString]) -> i32 {
             match sig {
                 libc::SIGCHLD => {}
                 libc::SIGUSR1 => kill_now = true,
+                // Job control: the whole tree stops and continues, what left the group too.
+                libc::SIGTSTP => {
+                    for (pid, _) in reaper::descendants(me) {
+                        reaper::signal(pid, libc::SIGSTOP);
+                    }
+                }
+                libc::SIGCONT => {
+                    for (pid, _) in reaper::descendants(me) {
+                        reaper::signal(pid, libc::SIGCONT);
+                    }
+                }
                 s => {
                     // Usually sent to the whole group, the command included; passed on once in
                     // case it was sent to the supervisor alone.
