@@ -81,8 +81,25 @@ pub fn run(cwd: &Path, args: Args) -> anyhow::Result<i32> {
     Ok(render(session.conclude(), args.drive.json))
 }
 
-/// Print the report (or its JSON) and what to do next; returns the exit code.
+/// Print the report (or its JSON), what to do next and where the HTML report is; returns the
+/// exit code.
 pub fn render(out: Outcome, json: bool) -> i32 {
+    let code = render_report(&out, json);
+    if !json {
+        print_html_report(&out);
+    }
+    code
+}
+
+/// The last line of a run's text output: `report: <path of report.html>`.
+pub fn print_html_report(out: &Outcome) {
+    if let Some(path) = &out.html_report {
+        println!("report: {}", path.display());
+    }
+}
+
+/// Print the report (or its JSON) and what to do next; returns the exit code.
+pub fn render_report(out: &Outcome, json: bool) -> i32 {
     let rec = &out.record;
     if let Some(e) = &out.persist_error {
         // The work itself is in git; only the run's own files are incomplete.
