@@ -62,7 +62,7 @@ svg text { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif
 .k-merging { fill: #7fa7c9; }
 .k-verify { fill: #2e7d32; }
 .k-land { fill: #1b5e20; }
-.k-clean { fill: #b9c2cc; }
+.k-clean { fill: #d8d2ee; }
 .o-failed { fill: #d64545; }
 .o-timed_out { fill: #e8892b; }
 .o-cancelled { fill: #9aa0a6; }
@@ -390,7 +390,7 @@ pub fn svg(t: &Timeline) -> String {
         let _ = writeln!(
             s,
             "<text class=\"lane-name{crit}\" x=\"8\" y=\"{:.1}\">{}<title>{}</title></text>",
-            y + LANE_H / 2.0 + 1.0,
+            y + LANE_H / 2.0 + 4.5,
             esc(&truncate(&label, 20)),
             esc(&match (l.critical, l.status) {
                 (true, Some(st)) => format!("{} ({st}; on the critical path)", l.name),
@@ -548,6 +548,7 @@ fn legend() -> String {
     sw(&mut s, "background: #1f8a96", "merge");
     sw(&mut s, "background: #2e7d32", "verify");
     sw(&mut s, "background: #1b5e20", "land");
+    sw(&mut s, "background: #d8d2ee", "cleanup");
     sw(&mut s, "background: #d64545", "failed");
     sw(&mut s, "background: #e8892b", "timed out");
     sw(&mut s, "background: #b03a8c", "conflicted");
