@@ -776,3 +776,63 @@ fn warnings(out: &mut String, data: &Data) {
     }
     out.push_str("</ul>\n</section>\n");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::{FarmEvent, Timed};
+    use crate::record::{sample, sample_apply};
+
+    #[test]
+    fn a_resumed_run_shows_its_gap_and_escapes_what_the_run_said() {
+        let mut rec = sample(&["a"], 0);
+        let mut events = Vec::new();
+        let mut ev = |rec: &mut crate::record::RunRecord, at_ms: u64, event: FarmEvent| {
+            sample_apply(rec, at_ms, event.clone());
+            events.push(Timed { at_ms, event });
+        };
+        ev(
+            &mut rec,
+            0,
+            FarmEvent::RunStarted {
+                run_id: "r".into(),
+                domains: 1,
+                jobs: 1,
+                base: "main".into(),
+                base_commit: "b".repeat(40),
+                into: "main".into(),
+                into_commit: None,
+            },
+        );
+        ev(
+            &mut rec,
+            10,
+            FarmEvent::DomainPreparing {
+                domain: "a".into(),
+                start_commit: "b".repeat(40),
+            },
+        );
+        ev(&mut rec, 3_600_000, FarmEvent::Resumed { pid: 2 });
+        ev(
+            &mut rec,
+            3_600_010,
+            FarmEvent::DomainFinished {
+                domain: "a".into(),
+                status: crate::vocab::DomainStatus::Failed,
+                reason: Some("setup failed: <script>alert(1)</script> & more".into()),
+                head: None,
+                files: vec![],
+                insertions: 0,
+                deletions: 0,
+            },
+        );
+        ev(&mut rec, 3_600_020, FarmEvent::RunFinished { exit_code: 6 });
+        let page = render(&Data::new(rec, &events, 3_700_000));
+        assert!(!page.contains("<script"), "{page}");
+        assert!(page.contains("setup failed: &lt;script&gt;alert(1)&lt;/script&gt; &amp; more"));
+        assert_eq!(page.matches("class=\"gap-band\"").count(), 1);
+        assert!(page.contains("agent-farm was not running for 59m59s (not to scale)"));
+        assert_eq!(page.matches("data-lane=\"domain\"").count(), 1);
+        assert!(page.contains("domains failed (exit 6)"));
+    }
+}
