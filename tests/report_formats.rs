@@ -24,7 +24,13 @@ fn finished_run() -> (TestRepo, String) {
     let s = repo.scratch.display().to_string();
     let domains = [
         domain("base", "base/**", "write base/x 1", ""),
-        domain("dep", "dep/**", "write dep/x 2", "depends_on: [base]"),
+        // It leaves a process behind, which the supervisor ends.
+        domain(
+            "dep",
+            "dep/**",
+            &format!("write dep/x 2\nspawn-child {s}/child.pid"),
+            "depends_on: [base]",
+        ),
         domain(
             "flaky",
             "flaky/**",
@@ -211,6 +217,22 @@ fn check_html(repo: &TestRepo, page: &str) {
                 .collect()
         })
         .collect();
+    let ended: Vec<String> = doc
+        .descendants()
+        .filter(|n| n.attribute("class") == Some("ended-process"))
+        .map(|n| {
+            n.descendants()
+                .filter(|n| n.is_text())
+                .map(|n| n.text().unwrap())
+                .collect()
+        })
+        .collect();
+    let pid = std::fs::read_to_string(repo.scratch.join("child.pid")).unwrap();
+    assert_eq!(ended.len(), 1, "{ended:?}");
+    assert!(
+        ended[0].starts_with(&format!("dep{}", pid.trim())),
+        "{ended:?}"
+    );
     let listed = report["kept"].as_array().unwrap();
     assert_eq!(kept.len(), listed.len());
     for (row, k) in kept.iter().zip(listed) {
@@ -468,6 +490,13 @@ fn chrome_trace_has_one_complete_event_per_span_on_a_thread_per_domain() {
             .count();
         assert_eq!(agents, attempts(&rec, name), "{name}");
     }
+    let instants: Vec<&str> = events
+        .iter()
+        .filter(|e| e["ph"] == "i")
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert!(instants.contains(&"processes_ended"), "{instants:?}");
+    assert!(instants.contains(&"violation"), "{instants:?}");
     let kinds: BTreeSet<&str> = complete
         .iter()
         .map(|e| e["cat"].as_str().unwrap())
@@ -502,6 +531,10 @@ fn markdown_and_json_carry_the_report() {
     assert!(broken.contains(" | failed | 2 | 1 | "), "{broken}");
     assert!(md.contains("## Ownership violations"), "{md}");
     assert!(md.contains("## Kept branches"), "{md}");
+    assert!(
+        md.contains("## Processes ended by the supervisor\n\n- dep: pid "),
+        "{md}"
+    );
     // Markup in user data is not read as markup (inside a code span).
     assert!(md.contains(&format!("`{MARKUP_PATH}`")), "{md}");
     let json: Value = serde_json::from_str(&report(&repo, "json")).unwrap();
