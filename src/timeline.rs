@@ -636,6 +636,8 @@ pub fn build(rec: &RunRecord, events: &[Timed], critical_path: &[String], now_ms
                 });
             }
             (RunFinished { .. }, _) => {
+                // The run's last stage (cleanup) ends with it; a domain's step does not.
+                result.close(at, Outcome::Ok, String::new());
                 close_all(
                     &mut st,
                     &mut result,
@@ -957,7 +959,13 @@ mod tests {
         r.attempt("a", 2, 1500, 3000, 0);
         r.finish("a", 3200, DomainStatus::Succeeded);
         r.merged("a", 3300);
-        r.ev(3300, FarmEvent::RunFinished { exit_code: 0 });
+        r.ev(
+            3300,
+            FarmEvent::Phase {
+                phase: crate::vocab::Phase::Cleaning,
+            },
+        );
+        r.ev(3400, FarmEvent::RunFinished { exit_code: 0 });
         let t = r.timeline(&["a"], 9999);
         let a = t.lane("a").unwrap();
         assert_eq!(
@@ -977,7 +985,12 @@ mod tests {
         assert_eq!(a.spans[4].attempt, Some(2));
         assert!(a.critical);
         assert_eq!(t.lanes.last().unwrap().kind, LaneKind::Result);
-        assert_eq!((t.start_ms, t.end_ms), (0, 3300));
+        assert_eq!(
+            kinds(t.lanes.last().unwrap()),
+            [(K::Clean, O::Ok, 3300, 3400)],
+            "the stage open when the run finished ended with it"
+        );
+        assert_eq!((t.start_ms, t.end_ms), (0, 3400));
     }
 
     #[test]

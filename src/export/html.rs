@@ -31,6 +31,7 @@ h2 { font-size: 17px; margin: 28px 0 8px; border-bottom: 1px solid #d8dee4; padd
 table { border-collapse: collapse; width: 100%; font-size: 13px; }
 th, td { text-align: left; padding: 5px 8px; border-bottom: 1px solid #eaeef2; vertical-align: top; }
 th { background: #f6f8fa; font-weight: 600; }
+td.branch code { white-space: nowrap; word-break: normal; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 code { font: 12px ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; background: #f6f8fa; padding: 1px 4px; border-radius: 4px; word-break: break-all; }
 .st { font-weight: 600; }
@@ -583,7 +584,7 @@ fn domains_table(out: &mut String, data: &Data) {
             out,
             "<tr data-domain=\"{}\"><td{}>{}</td><td class=\"st st-{}\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
              <td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">+{}/-{}</td>\
-             <td class=\"num\">{}</td><td class=\"num\">{} / {}</td><td class=\"num\">{}</td><td>{}</td><td><code>{}</code>{}</td></tr>",
+             <td class=\"num\">{}</td><td class=\"num\">{} / {}</td><td class=\"num\">{}</td><td>{}</td><td class=\"branch\"><code>{}</code>{}</td></tr>",
             esc(&d.domain),
             if critical {
                 " class=\"critical-name\""
