@@ -13,6 +13,7 @@ pub mod fault;
 pub mod git;
 pub mod hooks;
 pub mod journal;
+pub mod live;
 pub mod lock;
 pub mod names;
 pub mod ownership;

@@ -302,21 +302,69 @@ impl Reporter for PlainReporter {
     }
 }
 
-/// Live progress for terminals: a spinner line per active domain, event lines above them.
+/// The public event stream as JSON lines (`--message-format json`): the header of
+/// `events.jsonl` first (its schema version), then each event exactly as `events.jsonl` has it.
+pub struct JsonReporter {
+    started: bool,
+    out: Box<dyn Write + Send>,
+}
+
+impl JsonReporter {
+    pub fn stdout() -> Self {
+        Self::to(Box::new(std::io::stdout()))
+    }
+
+    pub fn to(out: Box<dyn Write + Send>) -> Self {
+        JsonReporter {
+            started: false,
+            out,
+        }
+    }
+}
+
+impl Reporter for JsonReporter {
+    fn on_event(&mut self, ev: &Timed, _record: &RunRecord) {
+        if !std::mem::replace(&mut self.started, true) {
+            let _ = writeln!(self.out, "{}", crate::events::Header::line());
+        }
+        if let Ok(line) = serde_json::to_string(ev) {
+            let _ = writeln!(self.out, "{line}");
+        }
+        // One line at a time for whoever reads the pipe.
+        let _ = self.out.flush();
+    }
+}
+
+/// Live progress for terminals: a header with the run's counts, elapsed time and the estimated
+/// remaining critical path ([`crate::live`]), a line per active domain with its latest activity,
+/// and finished domains and other news printed above, coloured by outcome.
 pub struct TtyReporter {
     multi: MultiProgress,
+    header: ProgressBar,
     bars: BTreeMap<String, ProgressBar>,
     style: ProgressStyle,
+    /// Tokens counted so far in each running domain's current attempt.
+    tokens: BTreeMap<String, u64>,
+    color: bool,
 }
 
 impl TtyReporter {
-    pub fn new() -> Self {
+    pub fn new(color: bool) -> Self {
         let style = ProgressStyle::with_template("{spinner} {prefix:<16} {wide_msg} {elapsed:>6}")
             .unwrap_or_else(|_| ProgressStyle::default_spinner());
+        let multi = MultiProgress::new();
+        let header = multi.add(ProgressBar::new_spinner());
+        header.set_style(
+            ProgressStyle::with_template("{wide_msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
         TtyReporter {
-            multi: MultiProgress::new(),
+            multi,
+            header,
             bars: BTreeMap::new(),
             style,
+            tokens: BTreeMap::new(),
+            color,
         }
     }
 
@@ -330,51 +378,54 @@ impl TtyReporter {
             b
         })
     }
-}
 
-impl Default for TtyReporter {
-    fn default() -> Self {
-        Self::new()
+    fn paint(&self, text: String, status: Option<crate::vocab::DomainStatus>) -> String {
+        use crate::vocab::DomainStatus::*;
+        let style = console::Style::new().force_styling(self.color);
+        let style = match status {
+            Some(Merged | Succeeded) => style.green(),
+            Some(Failed | TimedOut | Conflicted | Blocked) => style.red(),
+            Some(Cancelled | Skipped) => style.yellow(),
+            _ => style,
+        };
+        style.apply_to(text).to_string()
     }
 }
 
 impl Reporter for TtyReporter {
-    fn on_event(&mut self, ev: &Timed, _record: &RunRecord) {
+    fn on_event(&mut self, ev: &Timed, record: &RunRecord) {
         use FarmEvent::*;
         match &ev.event {
-            DomainPreparing { domain, .. } => self.bar(domain).set_message("preparing worktree"),
-            WorktreeReady { domain, .. } => self.bar(domain).set_message("running setup"),
-            AgentStarted {
-                domain, attempt, ..
-            } => self
-                .bar(domain)
-                .set_message(format!("agent running (attempt {attempt})")),
-            AgentRetrying {
-                domain,
-                next_attempt,
-                ..
-            } => self
-                .bar(domain)
-                .set_message(format!("waiting to retry (attempt {next_attempt})")),
-            AgentToolUse {
-                domain,
-                attempt,
-                tool,
-                path,
-                turns,
-                tokens,
-            } => self.bar(domain).set_message(format!(
-                "{tool}{} · turn {turns} · {}k tokens{}",
-                path.as_ref().map(|p| format!(" {p}")).unwrap_or_default(),
-                tokens / 1000,
-                if *attempt > 1 {
-                    format!(" · attempt {attempt}")
-                } else {
-                    String::new()
+            AgentStarted { domain, .. } => {
+                self.tokens.remove(domain);
+            }
+            AgentToolUse { domain, tokens, .. } => {
+                self.tokens.insert(domain.clone(), *tokens);
+            }
+            _ => {}
+        }
+        match &ev.event {
+            DomainPreparing { domain, .. }
+            | WorktreeReady { domain, .. }
+            | AgentStarted { domain, .. }
+            | AgentRetrying { domain, .. }
+            | AgentToolUse { domain, .. }
+            | AgentUsageReported { domain, .. }
+            | AgentFinished { domain, .. } => {
+                if let Some(d) = record.domain(domain) {
+                    let msg = crate::live::activity(d, self.tokens.get(domain).copied());
+                    let msg = match &ev.event {
+                        WorktreeReady { .. } => "running setup".to_string(),
+                        AgentRetrying { next_attempt, .. } => {
+                            format!("waiting to retry (attempt {next_attempt})")
+                        }
+                        AgentFinished { .. } => "committing".to_string(),
+                        _ => msg,
+                    };
+                    self.bar(domain).set_message(msg);
                 }
-            )),
-            AgentFinished { domain, .. } => self.bar(domain).set_message("committing"),
-            DomainFinished { domain, .. } => {
+            }
+            DomainFinished { domain, .. } | DomainSkipped { domain, .. } => {
                 if let Some(b) = self.bars.remove(domain) {
                     b.finish_and_clear();
                     self.multi.remove(&b);
@@ -382,6 +433,8 @@ impl Reporter for TtyReporter {
             }
             _ => {}
         }
+        self.header
+            .set_message(crate::live::header(record, ev.at_ms));
         let important = !matches!(
             ev.event,
             DomainPreparing { .. }
@@ -389,19 +442,39 @@ impl Reporter for TtyReporter {
                 | AgentStarted { .. }
                 | AgentToolUse { .. }
                 | AgentSession { .. }
+                | AgentUsageReported { .. }
                 | Committed { .. }
                 | WorktreeRemoved { .. }
                 | BranchDeleted { .. }
         );
         if important && let Some(line) = describe(&ev.event) {
-            let _ = self.multi.println(line);
+            let status = match &ev.event {
+                DomainFinished { status, .. } => Some(*status),
+                Merged { .. } | Landed { .. } => Some(crate::vocab::DomainStatus::Merged),
+                DomainSkipped { .. } => Some(crate::vocab::DomainStatus::Skipped),
+                Conflict { .. } | NotLanded { .. } | OwnershipViolation { .. } => {
+                    Some(crate::vocab::DomainStatus::Failed)
+                }
+                VerifyFinished { passed, .. } => Some(if *passed {
+                    crate::vocab::DomainStatus::Merged
+                } else {
+                    crate::vocab::DomainStatus::Failed
+                }),
+                _ => None,
+            };
+            let _ = self.multi.println(self.paint(line, status));
         }
     }
 
-    fn finish(&mut self, _record: &RunRecord) {
+    fn finish(&mut self, record: &RunRecord) {
         for (_, b) in std::mem::take(&mut self.bars) {
             b.finish_and_clear();
         }
+        let at = record.finished_ms.unwrap_or_else(crate::events::now_ms);
+        let _ = self
+            .multi
+            .println(format!("agent-farm: {}", crate::live::header(record, at)));
+        self.header.finish_and_clear();
         let _ = self.multi.clear();
     }
 }

@@ -120,12 +120,12 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         crate::session::Session::start(&root, &crate::session::RunRequest::default(), reporters)?;
     session.drive();
     let outcome = session.conclude();
-    let code = super::run::render_report(&outcome, false);
+    let code = super::run::render_report(&outcome, false, false);
     println!("\nthe merged result is on `main` in {}", root.display());
     println!(
         "look at it with: git -C {} log --graph --oneline --all",
         root.display()
     );
-    super::run::print_html_report(&outcome);
+    super::run::print_html_report(&outcome, false);
     Ok(code)
 }

@@ -14,7 +14,7 @@ pub struct Args {
 
 pub fn run(cwd: &Path, args: Args) -> anyhow::Result<i32> {
     super::recover_dead_runs(cwd);
-    let reporters = super::run::reporters(args.drive.progress);
+    let reporters = args.drive.reporters();
     let mut session = Session::merge(
         cwd,
         args.run.as_deref(),
@@ -22,5 +22,5 @@ pub fn run(cwd: &Path, args: Args) -> anyhow::Result<i32> {
         reporters,
     )?;
     session.drive();
-    Ok(super::run::render(session.conclude(), args.drive.json))
+    Ok(args.drive.render(session.conclude()))
 }

@@ -105,4 +105,33 @@ pub struct DriveArgs {
     /// Print the final report as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+    /// `json`: stdout carries the run's public event stream, one JSON object per line, the
+    /// schema version first (as events.jsonl); progress and the report go to stderr.
+    #[arg(long, default_value = "human", value_name = "FORMAT")]
+    pub message_format: MessageFormat,
+}
+
+/// What stdout carries while a run is driven.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MessageFormat {
+    /// Progress on stderr, the report on stdout.
+    Human,
+    /// The event stream on stdout (JSON lines); the report on stderr.
+    Json,
+}
+
+impl DriveArgs {
+    /// The reporters the flags ask for.
+    pub fn reporters(&self) -> Vec<Box<dyn crate::reporter::Reporter>> {
+        let mut r = run::reporters(self.progress);
+        if self.message_format == MessageFormat::Json {
+            r.push(Box::new(crate::reporter::JsonReporter::stdout()));
+        }
+        r
+    }
+
+    /// Print the report as the flags ask; returns the exit code.
+    pub fn render(&self, out: crate::session::Outcome) -> i32 {
+        run::render_to(out, self.json, self.message_format == MessageFormat::Json)
+    }
 }

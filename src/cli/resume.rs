@@ -17,7 +17,7 @@ pub struct Args {
 
 pub fn run(cwd: &Path, args: Args) -> anyhow::Result<i32> {
     super::recover_dead_runs(cwd);
-    let reporters = super::run::reporters(args.drive.progress);
+    let reporters = args.drive.reporters();
     let resumed = Session::resume(
         cwd,
         args.run.as_deref(),
@@ -32,7 +32,7 @@ pub fn run(cwd: &Path, args: Args) -> anyhow::Result<i32> {
         }
         Resumed::Session(mut session) => {
             session.drive();
-            Ok(super::run::render(session.conclude(), args.drive.json))
+            Ok(args.drive.render(session.conclude()))
         }
     }
 }

@@ -52,9 +52,16 @@ pub fn reporters(progress: Progress) -> Vec<Box<dyn Reporter>> {
     match progress {
         Progress::None => vec![],
         Progress::Plain => vec![Box::new(PlainReporter::stderr())],
-        Progress::Auto if std::io::stderr().is_terminal() => vec![Box::new(TtyReporter::new())],
+        Progress::Auto if std::io::stderr().is_terminal() => {
+            vec![Box::new(TtyReporter::new(color_on_stderr()))]
+        }
         Progress::Auto => vec![Box::new(PlainReporter::stderr())],
     }
+}
+
+/// Whether stderr gets colour: a terminal, and `NO_COLOR` unset (<https://no-color.org>).
+pub fn color_on_stderr() -> bool {
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 impl Args {
@@ -76,30 +83,49 @@ impl Args {
 
 pub fn run(cwd: &Path, args: Args) -> anyhow::Result<i32> {
     super::recover_dead_runs(cwd);
-    let mut session = Session::start(cwd, &args.request(), reporters(args.drive.progress))?;
+    let mut session = Session::start(cwd, &args.request(), args.drive.reporters())?;
     session.drive();
-    Ok(render(session.conclude(), args.drive.json))
+    Ok(args.drive.render(session.conclude()))
 }
 
-/// Print the report (or its JSON), what to do next and where the HTML report is; returns the
-/// exit code.
+/// Print the report (or its JSON), what to do next and where the HTML report is, on stdout;
+/// returns the exit code.
 pub fn render(out: Outcome, json: bool) -> i32 {
-    let code = render_report(&out, json);
+    render_to(out, json, false)
+}
+
+/// [`render`], on stderr when stdout carries the event stream.
+pub fn render_to(out: Outcome, json: bool, to_stderr: bool) -> i32 {
+    let code = render_report(&out, json, to_stderr);
     if !json {
-        print_html_report(&out);
+        print_html_report(&out, to_stderr);
     }
     code
 }
 
 /// The last line of a run's text output: `report: <path of report.html>`.
-pub fn print_html_report(out: &Outcome) {
+pub fn print_html_report(out: &Outcome, to_stderr: bool) {
     if let Some(path) = &out.html_report {
-        println!("report: {}", path.display());
+        if to_stderr {
+            eprintln!("report: {}", path.display());
+        } else {
+            println!("report: {}", path.display());
+        }
     }
 }
 
 /// Print the report (or its JSON) and what to do next; returns the exit code.
-pub fn render_report(out: &Outcome, json: bool) -> i32 {
+pub fn render_report(out: &Outcome, json: bool, to_stderr: bool) -> i32 {
+    macro_rules! say {
+        ($($t:tt)*) => {
+            if to_stderr { eprint!($($t)*) } else { print!($($t)*) }
+        };
+    }
+    macro_rules! sayln {
+        ($($t:tt)*) => {
+            if to_stderr { eprintln!($($t)*) } else { println!($($t)*) }
+        };
+    }
     let rec = &out.record;
     if let Some(e) = &out.persist_error {
         // The work itself is in git; only the run's own files are incomplete.
@@ -109,19 +135,21 @@ pub fn render_report(out: &Outcome, json: bool) -> i32 {
         );
     }
     if json {
-        println!(
+        sayln!(
             "{}",
             serde_json::to_string_pretty(&out.report).unwrap_or_default()
         );
     } else {
-        print!("{}", out.report.render());
+        say!("{}", out.report.render());
         if rec.interrupted.is_some() {
-            println!(
+            sayln!(
                 "partial work is committed on the kept branches; continue with `agent-farm resume {}`, merge only what finished with `agent-farm merge {}`, or remove everything with `agent-farm clean {} --force`",
-                rec.run_id, rec.run_id, rec.run_id
+                rec.run_id,
+                rec.run_id,
+                rec.run_id
             );
         } else if rec.options.no_merge {
-            println!(
+            sayln!(
                 "not merged (--no-merge); merge with `agent-farm merge {}`",
                 rec.run_id
             );
