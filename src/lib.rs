@@ -27,6 +27,7 @@ pub mod session;
 pub mod sim;
 pub mod supervise;
 pub mod timeline;
+pub mod transcript;
 pub mod txn;
 pub mod unsaved;
 pub mod vocab;
