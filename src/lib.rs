@@ -8,6 +8,7 @@
 pub mod cli;
 pub mod error;
 pub mod events;
+pub mod export;
 pub mod fault;
 pub mod git;
 pub mod hooks;
@@ -25,6 +26,7 @@ pub mod runner;
 pub mod session;
 pub mod sim;
 pub mod supervise;
+pub mod timeline;
 pub mod transcript;
 pub mod txn;
 pub mod unsaved;

@@ -7,6 +7,7 @@
 //!   run.json                  the record (this module)
 //!   events.jsonl              every event, one JSON object per line
 //!   report.json               the final report
+//!   report.html               the final report as one self-contained page (`export::html`)
 //!   lock                      pid of the process driving the run
 //!   verify.log                output of the verify command on the merged result
 //!   <domain>/<domain>-output.log   agent stdout+stderr, all attempts
@@ -51,6 +52,9 @@ impl RunPaths {
     }
     pub fn report(&self) -> PathBuf {
         self.dir.join("report.json")
+    }
+    pub fn report_html(&self) -> PathBuf {
+        self.dir.join("report.html")
     }
     pub fn lock(&self) -> PathBuf {
         self.dir.join("lock")

@@ -119,11 +119,13 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     let mut session =
         crate::session::Session::start(&root, &crate::session::RunRequest::default(), reporters)?;
     session.drive();
-    let code = super::run::render(session.conclude(), false);
+    let outcome = session.conclude();
+    let code = super::run::render_report(&outcome, false, false);
     println!("\nthe merged result is on `main` in {}", root.display());
     println!(
         "look at it with: git -C {} log --graph --oneline --all",
         root.display()
     );
+    super::run::print_html_report(&outcome, false);
     Ok(code)
 }
