@@ -157,11 +157,26 @@ fn groups() -> std::sync::MutexGuard<'static, std::collections::BTreeSet<u32>> {
 /// pause, SIGCONT to continue them: their supervisors pass it on to whatever left the group).
 /// Returns how many groups were signalled.
 pub fn signal_all(sig: Signal) -> usize {
-    let all: Vec<u32> = groups().iter().copied().collect();
-    for g in &all {
-        signal_group(*g, sig);
+    let g = groups();
+    for pgid in g.iter() {
+        signal_group(*pgid, sig);
     }
-    all.len()
+    g.len()
+}
+
+/// Asks a supervisor to end its whole tree (SIGUSR1) if `run` is dropped before it ended (its
+/// task aborted): the supervisor itself then exits.
+struct EndTreeOnDrop {
+    pid: u32,
+    armed: bool,
+}
+
+impl Drop for EndTreeOnDrop {
+    fn drop(&mut self) {
+        if self.armed && !group_members(self.pid).is_empty() {
+            let _ = nix::sys::signal::kill(Pid::from_raw(self.pid as i32), Signal::SIGUSR1);
+        }
+    }
 }
 
 /// Removes a group from the registry when the command is done, whatever way `run` returns.
@@ -354,7 +369,9 @@ pub async fn run(spec: &ProcSpec, on_start: impl FnOnce(u32), cancel: &mut Cance
         .stderr(Stdio::from(err))
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
         .process_group(0)
-        .kill_on_drop(true);
+        // A supervisor killed outright could not end what left its group; one dropped is told
+        // to end its tree instead (`EndTreeOnDrop`).
+        .kill_on_drop(supervised.is_none());
     let spawned = cmd.spawn();
     // The supervisor's reports: collected here, the live ones passed on.
     let reports = supervised.as_mut().map(|s| {
@@ -383,12 +400,20 @@ pub async fn run(spec: &ProcSpec, on_start: impl FnOnce(u32), cancel: &mut Cance
         Err(e) => return fail(format!("{program}: {e}")),
     };
     let pgid = child.id().unwrap_or(0);
-    groups().insert(pgid);
-    let _registered = Registered(pgid);
-    if super::pause::is_paused() {
+    {
+        let mut g = groups();
+        g.insert(pgid);
         // Started while the farm is paused (a task that was already on its way): stop it too.
-        signal_group(pgid, Signal::SIGTSTP);
+        // Under the registry's lock, so that a continue cannot slip in between.
+        if super::pause::is_paused() {
+            signal_group(pgid, Signal::SIGTSTP);
+        }
     }
+    let _registered = Registered(pgid);
+    let _end_tree = EndTreeOnDrop {
+        pid: pgid,
+        armed: reports.is_some(),
+    };
     let reader = match (tap, child.stdout.take()) {
         (Some((tx, log)), Some(stdout)) => Some(tokio::spawn(pump(stdout, log, tx))),
         _ => None,
@@ -485,7 +510,8 @@ async fn terminate(
     signal_group(pgid, Signal::SIGCONT);
     let mut exited = tokio::select! {
         s = child.wait() => s.ok(),
-        _ = tokio::time::sleep_until(deadline) => None,
+        // Grace is active time: a pause (Ctrl-Z) meanwhile does not use it up.
+        _ = super::pause::sleep(grace) => None,
         _ = immediate(cancel) => None,
     };
     if exited.is_none() && supervised {
