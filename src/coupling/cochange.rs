@@ -1,0 +1,294 @@
+//! Co-change edges: pairs of files changed together in the recent history, weighted by recency.
+//!
+//! The history is read with a revwalk from the analysed commit (newest first, as `git log`
+//! lists it) and a diff of each commit's tree against its first parent's that never descends into
+//! a subtree both sides share. Merge commits are skipped (`git log` shows no files for them
+//! either; the commits they bring in are walked themselves), and so are commits that change more
+//! than `max_commit_files` files (a reformat, a vendored drop, the initial import: they couple
+//! everything with everything and say nothing).
+
+use std::collections::HashMap;
+
+use git2::{ObjectType, Oid, Repository, Sort, Tree};
+
+use super::CouplingError;
+use super::files::FileIndex;
+
+/// The files one commit changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitChanges {
+    /// The commit's position in the walk: 0 for the analysed commit itself.
+    pub index: usize,
+    /// Its abbreviated id.
+    pub id: String,
+    /// Every path it added, modified or deleted.
+    pub paths: Vec<String>,
+}
+
+/// The recent history as co-change analysis sees it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct History {
+    /// Commits walked (at most the requested number).
+    pub walked: usize,
+    /// Of those, merges skipped.
+    pub merges: usize,
+    /// Of those, commits skipped for changing more than the limit of files.
+    pub large: usize,
+    /// The other commits, newest first.
+    pub commits: Vec<CommitChanges>,
+}
+
+/// Two files changed together.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CoChange {
+    pub a: String,
+    pub b: String,
+    /// In how many of the walked commits.
+    pub together: usize,
+    /// Sum over those commits of `decay^index`.
+    pub weight: f64,
+    /// The newest of those commits (abbreviated id).
+    pub last: String,
+}
+
+/// The weight of a change `index` commits back: halves every `half_life` commits.
+pub fn recency(index: usize, half_life: f64) -> f64 {
+    if half_life <= 0.0 {
+        return 1.0;
+    }
+    0.5f64.powf(index as f64 / half_life)
+}
+
+/// Co-changed pairs of files that exist in `present`, changed together at least `min_together`
+/// times, strongest first. Pure.
+pub fn cochanges(
+    history: &History,
+    present: &FileIndex,
+    half_life: f64,
+    min_together: usize,
+) -> Vec<CoChange> {
+    let index: HashMap<&str, u32> = present
+        .paths()
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.as_str(), i as u32))
+        .collect();
+    let mut pairs: HashMap<(u32, u32), (usize, f64, usize)> = HashMap::new();
+    for (ci, c) in history.commits.iter().enumerate() {
+        let mut files: Vec<u32> = c
+            .paths
+            .iter()
+            .filter_map(|p| index.get(p.as_str()).copied())
+            .collect();
+        files.sort_unstable();
+        files.dedup();
+        if files.len() < 2 {
+            continue;
+        }
+        let w = recency(c.index, half_life);
+        for i in 0..files.len() {
+            for j in i + 1..files.len() {
+                let e = pairs.entry((files[i], files[j])).or_insert((0, 0.0, ci));
+                e.0 += 1;
+                e.1 += w;
+            }
+        }
+    }
+    let paths = present.paths();
+    let mut out: Vec<CoChange> = pairs
+        .into_iter()
+        .filter(|(_, (n, _, _))| *n >= min_together.max(1))
+        .map(|((a, b), (together, weight, last))| CoChange {
+            a: paths[a as usize].clone(),
+            b: paths[b as usize].clone(),
+            together,
+            weight,
+            last: history.commits[last].id.clone(),
+        })
+        .collect();
+    out.sort_by(|x, y| {
+        y.weight
+            .total_cmp(&x.weight)
+            .then_with(|| (&x.a, &x.b).cmp(&(&y.a, &y.b)))
+    });
+    out
+}
+
+fn git_err(context: String) -> impl FnOnce(git2::Error) -> CouplingError {
+    move |error| CouplingError::Git { context, error }
+}
+
+/// Paths that differ between two trees (`None`: the empty tree), below `prefix`; stops once more
+/// than `limit` are found and returns false then.
+fn diff_trees(
+    repo: &Repository,
+    old: Option<&Tree>,
+    new: Option<&Tree>,
+    prefix: &str,
+    out: &mut Vec<String>,
+    limit: usize,
+) -> Result<bool, CouplingError> {
+    type Entry = (Oid, Option<ObjectType>);
+    let entries = |t: Option<&Tree>| -> HashMap<String, Entry> {
+        t.map(|t| {
+            t.iter()
+                .map(|e| {
+                    (
+                        String::from_utf8_lossy(e.name_bytes()).into_owned(),
+                        (e.id(), e.kind()),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+    };
+    let (a, b) = (entries(old), entries(new));
+    let mut names: Vec<&String> = a
+        .keys()
+        .chain(b.keys().filter(|k| !a.contains_key(*k)))
+        .collect();
+    names.sort();
+    for name in names {
+        let (x, y) = (a.get(name), b.get(name));
+        if let (Some(x), Some(y)) = (x, y)
+            && x.0 == y.0
+        {
+            continue;
+        }
+        let path = format!("{prefix}{name}");
+        let subtree = |e: Option<&Entry>| -> Result<Option<Tree>, CouplingError> {
+            match e {
+                Some((id, Some(ObjectType::Tree))) => repo
+                    .find_tree(*id)
+                    .map(Some)
+                    .map_err(git_err(format!("cannot read tree {id} at {path}"))),
+                _ => Ok(None),
+            }
+        };
+        let (tx, ty) = (subtree(x)?, subtree(y)?);
+        if (tx.is_some() || ty.is_some())
+            && !diff_trees(
+                repo,
+                tx.as_ref(),
+                ty.as_ref(),
+                &format!("{path}/"),
+                out,
+                limit,
+            )?
+        {
+            return Ok(false);
+        }
+        let blob = |e: Option<&Entry>| matches!(e, Some((_, Some(ObjectType::Blob))));
+        if blob(x) || blob(y) {
+            out.push(path);
+        }
+        if out.len() > limit {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// The last `n` commits reachable from `commit`, newest first, with the files each changed.
+pub fn history(
+    repo: &Repository,
+    commit: Oid,
+    n: usize,
+    max_commit_files: usize,
+) -> Result<History, CouplingError> {
+    let mut walk = repo
+        .revwalk()
+        .map_err(git_err("cannot walk the history".into()))?;
+    walk.set_sorting(Sort::TOPOLOGICAL | Sort::TIME)
+        .map_err(git_err("cannot walk the history".into()))?;
+    walk.push(commit)
+        .map_err(git_err(format!("cannot walk the history from {commit}")))?;
+    let mut h = History::default();
+    for (index, id) in walk.take(n).enumerate() {
+        let id = id.map_err(git_err("cannot walk the history".into()))?;
+        h.walked += 1;
+        let c = repo
+            .find_commit(id)
+            .map_err(git_err(format!("cannot read commit {id}")))?;
+        if c.parent_count() > 1 {
+            h.merges += 1;
+            continue;
+        }
+        let tree = c
+            .tree()
+            .map_err(git_err(format!("cannot read the tree of {id}")))?;
+        let parent = match c.parent_count() {
+            0 => None,
+            _ => Some(
+                c.parent(0)
+                    .and_then(|p| p.tree())
+                    .map_err(git_err(format!("cannot read the parent tree of {id}")))?,
+            ),
+        };
+        let mut paths = Vec::new();
+        if !diff_trees(
+            repo,
+            parent.as_ref(),
+            Some(&tree),
+            "",
+            &mut paths,
+            max_commit_files,
+        )? {
+            h.large += 1;
+            continue;
+        }
+        let short = id.to_string()[..7].to_string();
+        h.commits.push(CommitChanges {
+            index,
+            id: short,
+            paths,
+        });
+    }
+    Ok(h)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn commit(index: usize, paths: &[&str]) -> CommitChanges {
+        CommitChanges {
+            index,
+            id: format!("c{index:06}"),
+            paths: paths.iter().map(|p| p.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn pairs_are_counted_and_weighted_by_recency() {
+        let present = FileIndex::new(["a", "b", "c", "d"].map(String::from));
+        let history = History {
+            walked: 10,
+            merges: 0,
+            large: 0,
+            commits: vec![
+                commit(0, &["a", "b"]),
+                commit(1, &["c", "d", "gone"]),
+                commit(4, &["a", "b", "c"]),
+                commit(9, &["c", "d"]),
+            ],
+        };
+        let all = cochanges(&history, &present, 2.0, 1);
+        let get = |a: &str, b: &str| all.iter().find(|c| c.a == a && c.b == b).cloned();
+        let ab = get("a", "b").unwrap();
+        assert_eq!((ab.together, ab.last.as_str()), (2, "c000000"));
+        assert!((ab.weight - (1.0 + 0.25)).abs() < 1e-9, "{}", ab.weight);
+        let cd = get("c", "d").unwrap();
+        assert_eq!(cd.together, 2);
+        assert!((cd.weight - (0.5f64.powf(0.5) + 0.5f64.powf(4.5))).abs() < 1e-9);
+        // The more recent pair weighs more for the same count; strongest first.
+        assert_eq!((all[0].a.as_str(), all[0].b.as_str()), ("a", "b"));
+        assert!(ab.weight > cd.weight);
+        // A file that no longer exists makes no pair; min_together filters.
+        assert!(all.iter().all(|c| c.a != "gone" && c.b != "gone"));
+        let strong = cochanges(&history, &present, 2.0, 2);
+        assert_eq!(strong.len(), 2);
+        assert!((recency(0, 100.0) - 1.0).abs() < 1e-12);
+        assert!((recency(100, 100.0) - 0.5).abs() < 1e-12);
+    }
+}
