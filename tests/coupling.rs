@@ -2,6 +2,7 @@
 //! co-change edges between two independent domains are reported, the coupling between a domain
 //! and its dependency is not, the analysis reads the commit (not the checkout), and the plan's
 //! exit code and output without the flag are unchanged.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 
