@@ -79,6 +79,8 @@ enum CouplingView {
         languages: std::collections::BTreeMap<String, usize>,
         history: coupling::HistoryStats,
         graph: coupling::GraphStats,
+        /// Where the analysis spent its time (seconds).
+        seconds: coupling::Timings,
         /// Every edge cut between independent domains, heaviest first.
         cut: Vec<CutEdgeView>,
         /// The cut summed per pair of domains, heaviest first.
@@ -102,6 +104,7 @@ fn coupling_view(
         languages: analysis.measurements.languages.clone(),
         history: analysis.history.clone(),
         graph: analysis.stats.clone(),
+        seconds: analysis.timings.clone(),
         cut: cut
             .edges
             .into_iter()
@@ -134,7 +137,7 @@ fn coupling_view_or_error(
 }
 
 fn print_coupling(view: &CouplingView, base: Option<&str>) {
-    let (commit, files, languages, history, graph, cut, pairs) = match view {
+    let (commit, files, languages, history, graph, seconds, cut, pairs) = match view {
         CouplingView::Unavailable { error } => {
             println!("warning: no coupling analysis: {error}");
             return;
@@ -145,15 +148,18 @@ fn print_coupling(view: &CouplingView, base: Option<&str>) {
             languages,
             history,
             graph,
+            seconds,
             cut,
             pairs,
-        } => (commit, files, languages, history, graph, cut, pairs),
+        } => (
+            commit, files, languages, history, graph, seconds, cut, pairs,
+        ),
     };
     let mut langs: Vec<(&String, &usize)> = languages.iter().collect();
     langs.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
     let langs: Vec<String> = langs.iter().map(|(l, n)| format!("{l} {n}")).collect();
     println!(
-        "\ncoupling at {} ({}): {files} file(s) ({}); {} import(s), {} co-changed pair(s) in the last {} commit(s) ({} merge(s) and {} of more than {} files skipped)",
+        "\ncoupling at {} ({}): {files} file(s) ({}); {} import(s), {} co-changed pair(s) in the last {} commit(s) ({} merge(s) and {} of more than {} files skipped); {:.2} s",
         base.unwrap_or("base"),
         &commit[..commit.len().min(7)],
         langs.join(", "),
@@ -163,6 +169,7 @@ fn print_coupling(view: &CouplingView, base: Option<&str>) {
         history.merges,
         history.large,
         history.max_commit_files,
+        seconds.total,
     );
     if cut.is_empty() {
         println!("the plan cuts no coupling between independent domains");

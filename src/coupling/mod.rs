@@ -145,6 +145,18 @@ pub struct GraphStats {
     pub edges: usize,
 }
 
+/// Where the analysis spent its time, in seconds.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Timings {
+    /// Listing the commit's tree.
+    pub tree: f64,
+    /// Walking the history and diffing each commit's tree.
+    pub history: f64,
+    /// Reading the blobs, resolving imports, counting co-changes: building the graph.
+    pub graph: f64,
+    pub total: f64,
+}
+
 /// The analysis of one commit.
 #[derive(Debug, Clone)]
 pub struct Analysis {
@@ -154,6 +166,7 @@ pub struct Analysis {
     pub history: HistoryStats,
     pub stats: GraphStats,
     pub graph: CouplingGraph,
+    pub timings: Timings,
 }
 
 impl Analysis {
@@ -226,14 +239,17 @@ fn snapshot(
 /// Measure the repository at `commit` and build its coupling graph, reading files and history
 /// from git (never the checkout).
 pub fn analyze(repo: &Repository, commit: Oid, opts: &Options) -> Result<Analysis, CouplingError> {
+    let start = std::time::Instant::now();
     let (paths, blobs) = snapshot(repo, commit)?;
     let ix = FileIndex::new(paths);
     let mut measurements = Measurements::of(&ix);
+    let tree = start.elapsed().as_secs_f64();
     let history = if opts.history == 0 {
         History::default()
     } else {
         cochange::history(repo, commit, opts.history, opts.max_commit_files)?
     };
+    let history_s = start.elapsed().as_secs_f64() - tree;
     let (mut read_ok, mut unread) = (0usize, 0usize);
     let mut read = |path: &str| -> Option<String> {
         let blob = repo.find_blob(*blobs.get(path)?).ok()?;
@@ -247,6 +263,7 @@ pub fn analyze(repo: &Repository, commit: Oid, opts: &Options) -> Result<Analysi
         Some(String::from_utf8_lossy(content).into_owned())
     };
     let (graph, stats) = build_graph(&ix, &mut read, &history, opts);
+    let total = start.elapsed().as_secs_f64();
     measurements.read = read_ok;
     measurements.unread = unread;
     Ok(Analysis {
@@ -261,6 +278,12 @@ pub fn analyze(repo: &Repository, commit: Oid, opts: &Options) -> Result<Analysi
         },
         stats,
         graph,
+        timings: Timings {
+            tree,
+            history: history_s,
+            graph: total - tree - history_s,
+            total,
+        },
     })
 }
 
