@@ -24,6 +24,8 @@ pub struct Args {
 
 /// Cut edges printed as warnings; `--json` lists them all.
 const SHOWN_CUT_EDGES: usize = 10;
+/// Pairs of domains summed in the text output.
+const SHOWN_PAIRS: usize = 5;
 
 #[derive(Debug, Serialize)]
 struct DomainView {
@@ -175,8 +177,9 @@ fn print_coupling(view: &CouplingView, base: Option<&str>) {
         println!("the plan cuts no coupling between independent domains");
         return;
     }
-    let per_pair: Vec<String> = pairs
+    let mut per_pair: Vec<String> = pairs
         .iter()
+        .take(SHOWN_PAIRS)
         .map(|p| {
             format!(
                 "{} | {}: {} edge(s), weight {:.2}",
@@ -184,6 +187,12 @@ fn print_coupling(view: &CouplingView, base: Option<&str>) {
             )
         })
         .collect();
+    if pairs.len() > SHOWN_PAIRS {
+        per_pair.push(format!(
+            "{} more pair(s) of domains",
+            pairs.len() - SHOWN_PAIRS
+        ));
+    }
     println!(
         "the plan cuts {} coupled pair(s) of files between independent domains: {}",
         cut.len(),

@@ -199,7 +199,9 @@ pub fn history(
     let mut walk = repo
         .revwalk()
         .map_err(git_err("cannot walk the history".into()))?;
-    walk.set_sorting(Sort::TOPOLOGICAL | Sort::TIME)
+    // By commit time, as `git log` lists: incremental, where a topological sort would walk the
+    // whole history first.
+    walk.set_sorting(Sort::TIME)
         .map_err(git_err("cannot walk the history".into()))?;
     walk.push(commit)
         .map_err(git_err(format!("cannot walk the history from {commit}")))?;

@@ -2,7 +2,7 @@
 //! time (no `depends_on` path between them, in either direction), so neither agent sees the other's
 //! change to its half.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::Serialize;
 
@@ -107,8 +107,15 @@ fn owner<'a>(map: &'a OwnershipMap, path: &str) -> Option<&'a str> {
 /// several domains is no cut.
 pub fn cut(graph: &CouplingGraph, map: &OwnershipMap, domains: &[Domain]) -> Cut {
     let indep = Independence::new(domains);
+    // Each file's owner once, not once per edge.
+    let mut owners: HashMap<&str, Option<&str>> = HashMap::new();
+    for e in graph.edges() {
+        for p in [&e.a, &e.b] {
+            owners.entry(p).or_insert_with(|| owner(map, p));
+        }
+    }
     let cut_between = |e: &Edge| -> Option<(String, String)> {
-        let (da, db) = (owner(map, &e.a)?, owner(map, &e.b)?);
+        let (da, db) = (owners[e.a.as_str()]?, owners[e.b.as_str()]?);
         if !indep.independent(da, db) {
             return None;
         }
