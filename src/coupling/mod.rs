@@ -27,6 +27,7 @@ mod rust;
 mod scan;
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use git2::{ObjectType, Oid, Repository};
 use serde::Serialize;
@@ -185,8 +186,17 @@ pub fn build_graph(
     history: &History,
     opts: &Options,
 ) -> (CouplingGraph, GraphStats) {
+    graph_of(ix, imports::scan(ix, read), history, opts)
+}
+
+/// The coupling graph from imports already found.
+fn graph_of(
+    ix: &FileIndex,
+    imports: Vec<Import>,
+    history: &History,
+    opts: &Options,
+) -> (CouplingGraph, GraphStats) {
     let mut g = CouplingGraph::new();
-    let imports = imports::scan(ix, read);
     let mut stats = GraphStats {
         imports: imports.len(),
         ..Default::default()
@@ -250,22 +260,39 @@ pub fn analyze(repo: &Repository, commit: Oid, opts: &Options) -> Result<Analysi
         cochange::history(repo, commit, opts.history, opts.max_commit_files)?
     };
     let history_s = start.elapsed().as_secs_f64() - tree;
-    let (mut read_ok, mut unread) = (0usize, 0usize);
-    let mut read = |path: &str| -> Option<String> {
-        let blob = repo.find_blob(*blobs.get(path)?).ok()?;
-        let content = blob.content();
-        let head = &content[..content.len().min(8000)];
-        if content.len() > opts.max_file_bytes || head.contains(&0) {
-            unread += 1;
-            return None;
+    let (read_ok, unread) = (AtomicUsize::new(0), AtomicUsize::new(0));
+    let reader = |repo: Repository| {
+        let (blobs, read_ok, unread) = (&blobs, &read_ok, &unread);
+        move |path: &str| -> Option<String> {
+            let blob = repo.find_blob(*blobs.get(path)?).ok()?;
+            let content = blob.content();
+            let head = &content[..content.len().min(8000)];
+            if content.len() > opts.max_file_bytes || head.contains(&0) {
+                unread.fetch_add(1, Ordering::Relaxed);
+                return None;
+            }
+            read_ok.fetch_add(1, Ordering::Relaxed);
+            Some(String::from_utf8_lossy(content).into_owned())
         }
-        read_ok += 1;
-        Some(String::from_utf8_lossy(content).into_owned())
     };
-    let (graph, stats) = build_graph(&ix, &mut read, &history, opts);
+    // The manifests the resolvers need, then every file on one thread per core (up to 4), each
+    // with its own handle on the repository (a git2 `Repository` is not shared between threads).
+    let open = || {
+        Repository::open(repo.path()).map_err(git_err(format!(
+            "cannot open {} again to read it on several threads",
+            repo.path().display()
+        )))
+    };
+    let resolvers = imports::Resolvers::new(&ix, &mut reader(open()?));
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+    let readers = (0..workers)
+        .map(|_| open().map(reader))
+        .collect::<Result<Vec<_>, _>>()?;
+    let found = imports::scan_parallel(&ix, &resolvers, readers);
+    let (graph, stats) = graph_of(&ix, found, &history, opts);
     let total = start.elapsed().as_secs_f64();
-    measurements.read = read_ok;
-    measurements.unread = unread;
+    measurements.read = read_ok.load(Ordering::Relaxed);
+    measurements.unread = unread.load(Ordering::Relaxed);
     Ok(Analysis {
         commit,
         files: ix,
@@ -338,5 +365,14 @@ mod tests {
             (m.files, m.files_under("src"), m.languages["rust"]),
             (8, 3, 3)
         );
+        // On several threads: the same imports in the same order.
+        let sequential = imports::scan(&ix, &mut read);
+        let resolvers = imports::Resolvers::new(&ix, &mut read);
+        for n in 1..4 {
+            let readers: Vec<_> = (0..n)
+                .map(|_| |p: &str| files.get(p).map(|t| t.to_string()))
+                .collect();
+            assert_eq!(imports::scan_parallel(&ix, &resolvers, readers), sequential);
+        }
     }
 }
