@@ -58,16 +58,22 @@ fn resolve(
     }
     let spec = spec.trim_start_matches("./");
     let suffix = format!("/{spec}");
-    let mut best: Option<(usize, &str)> = None;
+    // The nearest file with that path suffix; none when several are equally near (a guess).
+    let mut best: Option<(usize, &str, bool)> = None;
     for p in ix.named(file_name(spec)) {
         if p == spec || p.ends_with(&suffix) {
             let score = common_components(p, from);
-            if best.is_none_or(|(s, _)| score > s) {
-                best = Some((score, p));
+            match best {
+                Some((s, _, _)) if score < s => {}
+                Some((s, q, _)) if score == s => best = Some((s, q, true)),
+                _ => best = Some((score, p, false)),
             }
         }
     }
-    best.map(|(_, p)| p.to_string())
+    match best {
+        Some((_, p, false)) => Some(p.to_string()),
+        _ => None,
+    }
 }
 
 /// The lines of `text` with comments removed (block comments may span lines).
@@ -182,8 +188,11 @@ mod tests {
                 "deps/zlib/zlib.h"
             ]
         );
-        // The nearest of several files with the included name.
+        // The nearest of several files with the included name; none when two are as near.
         let got = imports(&ix, &inc, "src/util/str.c", "#include \"../util/str.h\"\n");
         assert_eq!(got[0].to, "src/util/str.h");
+        let got = imports(&ix, &inc, "src/net/http.c", "#include \"str.h\"\n");
+        assert_eq!(got[0].to, "src/util/str.h");
+        assert!(imports(&ix, &inc, "main.c", "#include \"str.h\"\n").is_empty());
     }
 }
