@@ -261,6 +261,85 @@ mod tests {
         }
     }
 
+    /// A commit whose tree holds exactly `files`, at `time`, on `parents` (no ref moves).
+    fn commit_files(repo: &Repository, parents: &[Oid], files: &[(&str, &str)], time: i64) -> Oid {
+        let root = repo.workdir().unwrap();
+        for e in std::fs::read_dir(root).unwrap() {
+            let p = e.unwrap().path();
+            if p.file_name().unwrap() != ".git" {
+                if p.is_dir() {
+                    std::fs::remove_dir_all(&p).unwrap();
+                } else {
+                    std::fs::remove_file(&p).unwrap();
+                }
+            }
+        }
+        for (path, text) in files {
+            let p = root.join(path);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        }
+        let mut index = repo.index().unwrap();
+        index.clear().unwrap();
+        index
+            .add_all(["*"], git2::IndexAddOption::DEFAULT, None)
+            .unwrap();
+        let tree = repo.find_tree(index.write_tree().unwrap()).unwrap();
+        let sig = git2::Signature::new("T", "t@example.com", &git2::Time::new(time, 0)).unwrap();
+        let parents: Vec<git2::Commit> = parents
+            .iter()
+            .map(|p| repo.find_commit(*p).unwrap())
+            .collect();
+        let parents: Vec<&git2::Commit> = parents.iter().collect();
+        repo.commit(None, &sig, &sig, "c", &tree, &parents).unwrap()
+    }
+
+    #[test]
+    fn history_walks_newest_first_and_skips_merges_and_large_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::init(dir.path()).unwrap();
+        let t = 1_700_000_000;
+        let c0 = commit_files(&repo, &[], &[("a", "0"), ("d/x", "0"), ("d/y", "0")], t);
+        let c1 = commit_files(
+            &repo,
+            &[c0],
+            &[("a", "1"), ("d/x", "1"), ("d/y", "0")],
+            t + 10,
+        );
+        // Three files changed (one deleted): more than the limit of 2.
+        let c2 = commit_files(
+            &repo,
+            &[c1],
+            &[("a", "2"), ("d/x", "2"), ("e", "2")],
+            t + 20,
+        );
+        let c3 = commit_files(
+            &repo,
+            &[c1],
+            &[("a", "1"), ("d/x", "1"), ("d/y", "3")],
+            t + 30,
+        );
+        let m = commit_files(
+            &repo,
+            &[c2, c3],
+            &[("a", "2"), ("d/x", "2"), ("d/y", "3")],
+            t + 40,
+        );
+        let h = history(&repo, m, 10, 2).unwrap();
+        assert_eq!((h.walked, h.merges, h.large), (5, 1, 2), "{h:?}");
+        let got: Vec<(usize, Vec<&str>)> = h
+            .commits
+            .iter()
+            .map(|c| (c.index, c.paths.iter().map(String::as_str).collect()))
+            .collect();
+        // m (merge), c3, c2 (large), c1, c0 (root, three files: large).
+        assert_eq!(got, [(1, vec!["d/y"]), (3, vec!["a", "d/x"])]);
+        assert_eq!(h.commits[1].id, c1.to_string()[..7]);
+        // Only the newest n commits.
+        let h = history(&repo, m, 2, 50).unwrap();
+        assert_eq!((h.walked, h.commits.len()), (2, 1));
+    }
+
     #[test]
     fn pairs_are_counted_and_weighted_by_recency() {
         let present = FileIndex::new(["a", "b", "c", "d"].map(String::from));
