@@ -302,7 +302,7 @@ pub(crate) fn imports(ix: &FileIndex, crates: &Crates, path: &str, text: &str) -
                     && matches!(toks.get(i + 3), Some((Tok::Punct(b'='), _))) =>
             {
                 if let Some((Tok::Str(p), _)) = toks.get(i + 4) {
-                    path_attr = Some(p.clone());
+                    path_attr = Some(p.to_string());
                 }
                 i += 5;
                 continue;

@@ -8,7 +8,8 @@
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Tok<'a> {
     Ident(&'a str),
-    Str(String),
+    /// A string literal's contents, escapes left as written.
+    Str(&'a str),
     Punct(u8),
 }
 
@@ -74,7 +75,7 @@ fn is_ident(b: u8) -> bool {
 /// The tokens of `src` with their lines.
 pub(crate) fn tokens<'a>(src: &'a str, syn: Syntax) -> Vec<(Tok<'a>, usize)> {
     let s = src.as_bytes();
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(src.len() / 6);
     let mut i = 0;
     let mut line = 1;
     let at = |i: usize| s.get(i).copied().unwrap_or(0);
@@ -143,10 +144,7 @@ pub(crate) fn tokens<'a>(src: &'a str, syn: Syntax) -> Vec<(Tok<'a>, usize)> {
                 j += 1;
             }
             let end = j.min(s.len());
-            out.push((
-                Tok::Str(String::from_utf8_lossy(&s[start..end]).into_owned()),
-                line,
-            ));
+            out.push((Tok::Str(src.get(start..end).unwrap_or_default()), line));
             i = (j + 1 + hashes).min(s.len());
         } else if syn.triple_quotes && (c == b'"' || c == b'\'') && at(i + 1) == c && at(i + 2) == c
         {
@@ -164,7 +162,7 @@ pub(crate) fn tokens<'a>(src: &'a str, syn: Syntax) -> Vec<(Tok<'a>, usize)> {
             }
             let end = j.min(s.len());
             out.push((
-                Tok::Str(String::from_utf8_lossy(&s[start..end]).into_owned()),
+                Tok::Str(src.get(start..end).unwrap_or_default()),
                 start_line,
             ));
             i = (j + 3).min(s.len());
@@ -189,7 +187,7 @@ pub(crate) fn tokens<'a>(src: &'a str, syn: Syntax) -> Vec<(Tok<'a>, usize)> {
             }
             let end = j.min(s.len());
             out.push((
-                Tok::Str(String::from_utf8_lossy(&s[start..end]).into_owned()),
+                Tok::Str(src.get(start..end).unwrap_or_default()),
                 start_line,
             ));
             i = (j + 1).min(s.len());
