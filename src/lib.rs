@@ -6,6 +6,7 @@
 //! module may use: the names of statuses, phases and failure kinds.
 
 pub mod cli;
+pub mod coupling;
 pub mod error;
 pub mod events;
 pub mod export;
