@@ -181,6 +181,15 @@ pub enum FarmEvent {
         domain: Option<String>,
         message: String,
     },
+    /// The whole farm was paused (Ctrl-Z): every running command stopped, timeouts frozen.
+    Paused {
+        reason: String,
+    },
+    /// The farm goes on after a pause of `paused_ms`; timeouts and the deadline are extended
+    /// by it.
+    Continued {
+        paused_ms: u64,
+    },
     /// Processes that outlived an agent attempt (daemons, background jobs, whatever their
     /// group, session or environment), ended by agent-farm's supervisor.
     ProcessesEnded {

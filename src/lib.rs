@@ -6,8 +6,10 @@
 //! module may use: the names of statuses, phases and failure kinds.
 
 pub mod cli;
+pub mod coupling;
 pub mod error;
 pub mod events;
+pub mod export;
 pub mod fault;
 pub mod git;
 pub mod history;
@@ -26,6 +28,8 @@ pub mod runner;
 pub mod session;
 pub mod sim;
 pub mod supervise;
+pub mod timeline;
+pub mod transcript;
 pub mod txn;
 pub mod unsaved;
 pub mod vocab;

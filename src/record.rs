@@ -7,6 +7,7 @@
 //!   run.json                  the record (this module)
 //!   events.jsonl              every event, one JSON object per line
 //!   report.json               the final report
+//!   report.html               the final report as one self-contained page (`export::html`)
 //!   lock                      pid of the process driving the run
 //!   verify.log                output of the verify command on the merged result
 //!   <domain>/<domain>-output.log   agent stdout+stderr, all attempts
@@ -51,6 +52,9 @@ impl RunPaths {
     }
     pub fn report(&self) -> PathBuf {
         self.dir.join("report.json")
+    }
+    pub fn report_html(&self) -> PathBuf {
+        self.dir.join("report.html")
     }
     pub fn lock(&self) -> PathBuf {
         self.dir.join("lock")
@@ -97,6 +101,13 @@ pub struct Attempt {
     pub turns: u32,
     #[serde(default)]
     pub denials: Vec<Denial>,
+    /// Time the farm was paused (job control) while this attempt ran.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub paused_ms: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -133,6 +144,9 @@ pub struct DomainRecord {
     /// invocations that ran it, never the time between them).
     #[serde(default)]
     pub prior_busy_ms: u64,
+    /// Time the farm was paused (job control) during the domain's current run.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub paused_ms: u64,
 }
 
 impl DomainRecord {
@@ -140,7 +154,10 @@ impl DomainRecord {
     pub fn agent_ms(&self) -> u64 {
         self.attempts
             .iter()
-            .filter_map(|a| a.ended_ms.map(|e| e.saturating_sub(a.started_ms)))
+            .filter_map(|a| {
+                a.ended_ms
+                    .map(|e| e.saturating_sub(a.started_ms).saturating_sub(a.paused_ms))
+            })
             .sum()
     }
     /// Time from preparation start to the end of the domain's work (worktree, setup, agent,
@@ -148,7 +165,7 @@ impl DomainRecord {
     /// within it.
     pub fn busy_ms(&self) -> u64 {
         let current = match (self.started_ms, self.ended_ms) {
-            (Some(s), Some(e)) => e.saturating_sub(s),
+            (Some(s), Some(e)) => e.saturating_sub(s).saturating_sub(self.paused_ms),
             _ => 0,
         };
         (self.prior_busy_ms + current).max(self.agent_ms())
@@ -309,6 +326,9 @@ pub struct RunRecord {
     /// What git holds of the run after its last cleanup (`None`: no cleanup ran yet).
     #[serde(default)]
     pub kept: Option<Vec<KeptRef>>,
+    /// Time the farm was paused (job control), over all its invocations.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub paused_ms: u64,
 }
 
 pub fn branch_name(run_id: &str, domain: &str) -> String {
@@ -367,6 +387,7 @@ impl RunRecord {
                         started_ms: None,
                         ended_ms: None,
                         prior_busy_ms: 0,
+                        paused_ms: 0,
                     },
                 )
             })
@@ -403,6 +424,7 @@ impl RunRecord {
                 open: true,
             }],
             kept: None,
+            paused_ms: 0,
         }
     }
 
@@ -414,7 +436,8 @@ impl RunRecord {
             return end.saturating_sub(self.started_ms);
         }
         let last = self.spans.len() - 1;
-        self.spans
+        let spans: u64 = self
+            .spans
             .iter()
             .enumerate()
             .map(|(i, s)| {
@@ -425,7 +448,9 @@ impl RunRecord {
                 };
                 end.saturating_sub(s.start_ms)
             })
-            .sum()
+            .sum();
+        // Pauses happen while an invocation drives the run: within its span.
+        spans.saturating_sub(self.paused_ms)
     }
 
     /// Keep the invocations' spans: `resume` and `merge` open one, `run_finished` closes it,
@@ -515,6 +540,7 @@ impl RunRecord {
                         last_activity: None,
                         turns: 0,
                         denials: Vec::new(),
+                        paused_ms: 0,
                     });
                 }
             }
@@ -550,6 +576,7 @@ impl RunRecord {
                             last_activity: None,
                             turns: 0,
                             denials: Vec::new(),
+                            paused_ms: 0,
                         }),
                     }
                 }
@@ -736,6 +763,18 @@ impl RunRecord {
                     kept.retain(|k| &k.name != branch);
                 }
             }
+            Paused { .. } => {}
+            Continued { paused_ms } => {
+                self.paused_ms += paused_ms;
+                for d in self.domains.values_mut() {
+                    if d.started_ms.is_some() && d.ended_ms.is_none() {
+                        d.paused_ms += paused_ms;
+                        if let Some(a) = d.attempts.last_mut().filter(|a| a.ended_ms.is_none()) {
+                            a.paused_ms += paused_ms;
+                        }
+                    }
+                }
+            }
             BranchKept {
                 branch,
                 reason,
@@ -795,7 +834,9 @@ impl RunRecord {
                     // What it worked before counts, up to its end or that of its invocation.
                     if let Some(s) = d.started_ms.take() {
                         let end = d.ended_ms.or_else(|| span_end_at(spans, s)).unwrap_or(s);
-                        d.prior_busy_ms += end.saturating_sub(s);
+                        d.prior_busy_ms += end
+                            .saturating_sub(s)
+                            .saturating_sub(std::mem::take(&mut d.paused_ms));
                     }
                     d.after_agent = *after_agent;
                     d.status = DomainStatus::Pending;

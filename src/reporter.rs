@@ -192,6 +192,13 @@ pub fn describe(ev: &FarmEvent) -> Option<String> {
                 v.action
             ),
         },
+        Paused { reason } => format!(
+            "paused by {reason}: every agent is stopped and timeouts are frozen; `fg` continues"
+        ),
+        Continued { paused_ms } => format!(
+            "continued after a pause of {}; timeouts and the deadline are extended by it",
+            fmt_ms(*paused_ms)
+        ),
         ProcessesEnded {
             domain,
             attempt,

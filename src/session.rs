@@ -327,6 +327,8 @@ pub struct Outcome {
     pub report: crate::report::Report,
     /// Why the run's own files are incomplete (a full disk), if they are.
     pub persist_error: Option<String>,
+    /// The HTML report written beside report.json (`report.html`), if it could be.
+    pub html_report: Option<PathBuf>,
 }
 
 /// What `resume` found.
@@ -555,6 +557,13 @@ impl Session {
         if let Err(e) = record::write_json_atomic(&record.paths().report(), &report) {
             tracing::error!("cannot write report.json: {e}");
         }
+        let html_report = match crate::export::write_html(&record, crate::events::now_ms()) {
+            Ok(path) => Some(path),
+            Err(e) => {
+                tracing::error!("cannot write the HTML report: {e}");
+                None
+            }
+        };
         drop(_guard);
         drop(farm);
         // Nothing may keep the process alive once the run is concluded (e.g. a blocking wait
@@ -565,6 +574,7 @@ impl Session {
             record,
             report,
             persist_error,
+            html_report,
         }
     }
 }

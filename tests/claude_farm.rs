@@ -120,6 +120,24 @@ fn three_real_claude_agents_write_and_edit_their_own_files_with(bin: &std::path:
     // The raw stream is kept in the domain's log.
     let log = std::fs::read_to_string(repo.run_dir().join("api/api-output.log")).unwrap();
     assert!(log.contains("\"type\":\"result\""));
+    // `logs` renders it as a transcript; `--raw` gives the stream itself.
+    let t = repo.farm(&["logs", "api"]);
+    t.expect(0);
+    for want in [
+        "session ",
+        "→ Write src/api/handler.rs",
+        "→ Edit src/api/handler.rs",
+        "  ← Edit: ",
+        "assistant: api is done",
+        "result: success · ",
+    ] {
+        assert!(t.stdout.contains(want), "no {want:?} in\n{}", t.stdout);
+    }
+    assert!(!t.stdout.contains("\"type\":"), "{}", t.stdout);
+    let raw = repo.farm(&["logs", "api", "--raw"]);
+    assert!(raw.stdout.contains("\"type\":\"result\""));
+    let one = repo.farm(&["logs", "api", "--attempt", "2"]);
+    assert_eq!(one.stdout, "", "there was one attempt");
     repo.assert_matches_report();
 }
 

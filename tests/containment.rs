@@ -41,6 +41,8 @@ fn writes_outside_the_worktree_are_blocked_and_charged_to_the_writer() {
          sh git -C {root} commit -q --allow-empty -m sneaky\n\
          sh git update-ref refs/heads/main HEAD\n\
          sh git checkout -q -b side\n\
+         sh echo to the log | tee /dev/stderr > /proc/self/fd/1\n\
+         sh mkdir -p {root}/src\n\
          write src/api/a.rs a's own work\n\
          touch {m}/a-done"
     );
@@ -69,6 +71,16 @@ fn writes_outside_the_worktree_are_blocked_and_charged_to_the_writer() {
     assert!(outside.contains(&"the main checkout"), "{v:#?}");
     assert!(outside.contains(&"the main checkout's index"), "{v:#?}");
     assert!(outside.contains(&"ref refs/heads/main"), "{v:#?}");
+    // Reopening its own output (/dev/stderr, /proc/self/fd/1) and `mkdir -p` of a directory
+    // that exists write nothing anywhere new: not refused.
+    assert!(
+        !v.iter().any(|v| {
+            let p = v["path"].as_str().unwrap();
+            p.contains("agent-farm/runs") || p.ends_with("/repo/src")
+        }),
+        "{v:#?}"
+    );
+    assert_eq!(v.len(), 5, "{v:#?}");
     assert!(outside.contains(&"ref refs/heads/side"), "{v:#?}");
     assert!(!repo.branches().contains(&"side".to_string()));
     let sibling = v

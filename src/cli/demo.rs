@@ -130,7 +130,8 @@ pub fn run(cwd: &Path, args: Args) -> anyhow::Result<i32> {
     let mut session =
         crate::session::Session::start(&root, &crate::session::RunRequest::default(), reporters)?;
     session.drive();
-    let code = super::run::render(session.conclude(), false);
+    let outcome = session.conclude();
+    let code = super::run::render_report(&outcome, false, false);
     if !quiet {
         println!("\nthe merged result is on `main` in {}", root.display());
         println!(
@@ -138,5 +139,6 @@ pub fn run(cwd: &Path, args: Args) -> anyhow::Result<i32> {
             root.display()
         );
     }
+    super::run::print_html_report(&outcome, false);
     Ok(code)
 }

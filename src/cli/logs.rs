@@ -1,4 +1,5 @@
-//! `agent-farm logs`: print a domain agent's output, optionally following it.
+//! `agent-farm logs`: a domain agent's output as a readable transcript (or raw), optionally
+//! following it.
 
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
@@ -23,6 +24,44 @@ pub struct Args {
     /// Which log: output (agent stdout+stderr), setup or verify.
     #[arg(long, value_enum, default_value_t = Kind::Output)]
     pub kind: Kind,
+    /// The log as written (the agent's raw stream), not a transcript.
+    #[arg(long)]
+    pub raw: bool,
+    /// Only this attempt of the agent.
+    #[arg(long, value_name = "N")]
+    pub attempt: Option<u32>,
+}
+
+/// Where the bytes read so far go: as they are, or through the transcript, line by line.
+struct Sink {
+    transcript: Option<crate::transcript::Transcript>,
+    partial: Vec<u8>,
+}
+
+impl Sink {
+    fn write(&mut self, out: &mut impl Write, buf: &[u8]) -> std::io::Result<()> {
+        let Some(t) = self.transcript.as_mut() else {
+            return out.write_all(buf);
+        };
+        self.partial.extend_from_slice(buf);
+        while let Some(i) = self.partial.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = self.partial.drain(..=i).collect();
+            let line = String::from_utf8_lossy(&line[..line.len() - 1]).into_owned();
+            for l in t.line(&line) {
+                writeln!(out, "{l}")?;
+            }
+        }
+        Ok(())
+    }
+
+    fn end(&mut self, out: &mut impl Write) -> std::io::Result<()> {
+        if !self.partial.is_empty() {
+            let rest = std::mem::take(&mut self.partial);
+            self.write(out, &rest)?;
+            self.write(out, b"\n")?;
+        }
+        out.flush()
+    }
 }
 
 /// The logs a domain keeps.
@@ -52,6 +91,17 @@ pub fn run(cwd: &Path, args: Args) -> anyhow::Result<i32> {
         Kind::Verify => paths.domain_verify_log(&args.domain),
     };
     let mut out = std::io::stdout().lock();
+    let transcript = (!args.raw && args.kind == Kind::Output).then(|| {
+        let d = rec.domain(&args.domain);
+        crate::transcript::Transcript::new(
+            d.map(|d| d.worktree.display().to_string()),
+            args.attempt,
+        )
+    });
+    let mut sink = Sink {
+        transcript,
+        partial: Vec::new(),
+    };
     let mut pos = 0u64;
     loop {
         if let Ok(mut f) = std::fs::File::open(&file) {
@@ -59,7 +109,7 @@ pub fn run(cwd: &Path, args: Args) -> anyhow::Result<i32> {
             let mut buf = Vec::new();
             f.read_to_end(&mut buf)?;
             pos += buf.len() as u64;
-            out.write_all(&buf)?;
+            sink.write(&mut out, &buf)?;
             out.flush()?;
         } else if !args.follow {
             eprintln!(
@@ -71,6 +121,7 @@ pub fn run(cwd: &Path, args: Args) -> anyhow::Result<i32> {
             return Ok(0);
         }
         if !args.follow {
+            sink.end(&mut out)?;
             return Ok(0);
         }
         let done = RunRecord::load(&paths.record())
@@ -81,8 +132,11 @@ pub fn run(cwd: &Path, args: Args) -> anyhow::Result<i32> {
             // One last read happened above after the domain ended; print anything still pending.
             if let Ok(mut f) = std::fs::File::open(&file) {
                 f.seek(SeekFrom::Start(pos))?;
-                std::io::copy(&mut f, &mut out)?;
+                let mut buf = Vec::new();
+                f.read_to_end(&mut buf)?;
+                sink.write(&mut out, &buf)?;
             }
+            sink.end(&mut out)?;
             return Ok(0);
         }
         // Following a file is polling by nature (as `tail -f` does without inotify).

@@ -8,6 +8,7 @@ pub mod init;
 pub mod logs;
 pub mod merge;
 pub mod plan;
+pub mod report;
 pub mod resume;
 pub mod run;
 pub mod runs;
@@ -54,6 +55,8 @@ pub enum Command {
     Status(status::Args),
     /// Show a domain agent's output.
     Logs(logs::Args),
+    /// Write a run's report: html (with a timeline picture), md, json, junit or chrome-trace.
+    Report(report::Args),
     /// (Re)do the merge step of a run: merge its finished domains, verify, land, clean up.
     Merge(merge::Args),
     /// Continue a run that was interrupted or whose process died.
@@ -93,6 +96,7 @@ pub fn main(cli: Cli) -> anyhow::Result<i32> {
         Command::Run(a) => run::run(&cwd, a),
         Command::Status(a) => status::run(&cwd, a),
         Command::Logs(a) => logs::run(&cwd, a),
+        Command::Report(a) => report::run(&cwd, a),
         Command::Merge(a) => merge::run(&cwd, a),
         Command::Clean(a) => clean::run(&cwd, a),
         Command::Resume(a) => resume::run(&cwd, a),

@@ -111,13 +111,37 @@ pub fn run(cwd: &Path, args: Args) -> anyhow::Result<i32> {
     Ok(args.drive.render(session.conclude()))
 }
 
-/// Print the report (or its JSON) and what to do next on stdout; returns the exit code.
+/// Print the report (or its JSON), what to do next and where the HTML report is, on stdout;
+/// returns the exit code.
 pub fn render(out: Outcome, json: bool) -> i32 {
     render_to(out, json, false)
 }
 
 /// [`render`], on stderr when stdout carries the event stream.
 pub fn render_to(out: Outcome, json: bool, to_stderr: bool) -> i32 {
+    let code = render_report(&out, json, to_stderr);
+    if !json {
+        print_html_report(&out, to_stderr);
+    }
+    code
+}
+
+/// The last line of a run's text output: `report: <path of report.html>`.
+pub fn print_html_report(out: &Outcome, to_stderr: bool) {
+    if super::conventions::quiet() {
+        return;
+    }
+    if let Some(path) = &out.html_report {
+        if to_stderr {
+            eprintln!("report: {}", path.display());
+        } else {
+            println!("report: {}", path.display());
+        }
+    }
+}
+
+/// Print the report (or its JSON) and what to do next; returns the exit code.
+pub fn render_report(out: &Outcome, json: bool, to_stderr: bool) -> i32 {
     macro_rules! say {
         ($($t:tt)*) => {
             if to_stderr { eprint!($($t)*) } else { print!($($t)*) }

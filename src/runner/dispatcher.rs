@@ -163,6 +163,12 @@ pub enum Input {
     },
     LandDone(Result<LandOutcome, String>),
     Cleaned(Vec<FarmEvent>),
+    /// SIGTSTP (Ctrl-Z): pause the whole farm.
+    Suspend,
+    /// SIGCONT after a pause (`fg`): go on; the pause lasted `paused_ms`.
+    Continue {
+        paused_ms: u64,
+    },
 }
 
 /// What to do.
@@ -170,6 +176,10 @@ pub enum Input {
 pub enum Action {
     /// Publish an event (already folded into the dispatcher's record).
     Emit(FarmEvent),
+    /// Stop every running command and then agent-farm itself (job control); timers freeze.
+    Suspend,
+    /// Continue every command stopped by [`Action::Suspend`].
+    Continue,
     ComputeStart {
         domain: String,
     },
@@ -293,6 +303,8 @@ struct LiveOwnership {
 
 pub struct Dispatcher {
     record: RunRecord,
+    /// Paused by job control (between `Suspend` and `Continue`).
+    paused: bool,
     mode: Mode,
     retry: RetryPolicy,
     keep_worktrees: bool,
@@ -331,6 +343,7 @@ impl Dispatcher {
             final_merges: false,
             cancel: None,
             signals: 0,
+            paused: false,
             ownership,
             live: LiveOwnership::default(),
             first_attempt_of: BTreeMap::new(),
@@ -397,6 +410,21 @@ impl Dispatcher {
             Input::Changes(batch) => self.on_changes(batch),
             Input::WatchMode { domain, mode } => self.on_watch_mode(domain, mode),
             Input::Signal { name } => self.on_signal(name),
+            Input::Suspend => {
+                if !self.paused {
+                    self.paused = true;
+                    self.emit(FarmEvent::Paused {
+                        reason: "SIGTSTP (Ctrl-Z)".into(),
+                    });
+                    self.act(Action::Suspend);
+                }
+            }
+            Input::Continue { paused_ms } => {
+                if std::mem::replace(&mut self.paused, false) {
+                    self.emit(FarmEvent::Continued { paused_ms });
+                    self.act(Action::Continue);
+                }
+            }
             Input::Timer(t) => self.on_timer(t),
             Input::StartComputed { domain, result } => self.on_start_computed(domain, result),
             Input::Recovered(events) => self.on_recovered(events),
@@ -2388,6 +2416,29 @@ mod tests {
                 if violation.path == "b/x.rs" && violation.detected == Detected::Prevented
                     && violation.owner.as_deref() == Some("b")
         )));
+    }
+
+    #[test]
+    fn a_pause_stops_everything_once_and_continues_once() {
+        let domains = [dom("a", "")];
+        let mut t = T::new(dispatcher(&domains, "", options(2), Mode::Run));
+        t.input(Input::Begin);
+        t.launch("a");
+        let paused = |e: &Action| matches!(e, Action::Emit(FarmEvent::Paused { .. }));
+        let a = t.input(Input::Suspend);
+        assert!(
+            a.iter().any(paused) && a.contains(&Action::Suspend),
+            "{a:?}"
+        );
+        assert!(t.input(Input::Suspend).is_empty(), "already paused");
+        let a = t.input(Input::Continue { paused_ms: 1500 });
+        assert!(a.contains(&Action::Continue), "{a:?}");
+        assert!(a.contains(&Action::Emit(FarmEvent::Continued { paused_ms: 1500 })));
+        assert!(
+            t.input(Input::Continue { paused_ms: 1 }).is_empty(),
+            "not paused"
+        );
+        assert_eq!(t.d.record().paused_ms, 1500);
     }
 
     #[test]

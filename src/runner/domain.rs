@@ -409,6 +409,19 @@ pub async fn attempt(job: DomainJob, em: Emitter, cancel: CancelRx, attempt: u32
     if let Some(sv) = spec.supervise.as_mut() {
         sv.guard = guard_policy(&job);
         sv.reports = Some(guard_tx);
+        if sv.guard.is_some() {
+            // git's housekeeping after an agent's own commit (gc.pid, packed-refs) writes into
+            // git's shared directory: not the agent's doing, so not done.
+            for (k, v) in [
+                ("GIT_CONFIG_COUNT", "2"),
+                ("GIT_CONFIG_KEY_0", "gc.auto"),
+                ("GIT_CONFIG_VALUE_0", "0"),
+                ("GIT_CONFIG_KEY_1", "maintenance.auto"),
+                ("GIT_CONFIG_VALUE_1", "false"),
+            ] {
+                spec.env.push((k.into(), v.into()));
+            }
+        }
     }
     let (gjob, gem) = (job.clone(), em.clone());
     let guard_task = tokio::spawn(async move {

@@ -11,6 +11,7 @@ pub mod dispatcher;
 pub mod domain;
 pub mod effects;
 pub mod finish;
+pub mod pause;
 pub mod persist;
 pub mod process;
 pub mod stream;
@@ -289,6 +290,39 @@ impl Farm {
                 Err(e) => tracing::warn!("cannot listen for {name}: {e}"),
             }
         }
+        // Job control: SIGTSTP (Ctrl-Z) pauses the farm, SIGCONT (`fg`, `bg`) continues it.
+        match (
+            signal(SignalKind::from_raw(libc::SIGTSTP)),
+            signal(SignalKind::from_raw(libc::SIGCONT)),
+        ) {
+            (Ok(mut tstp), Ok(mut cont)) => {
+                let tx = self.tx.clone();
+                tokio::spawn(async move {
+                    loop {
+                        tokio::select! {
+                            Some(()) = tstp.recv() => {
+                                if tx.send((now_ms(), Input::Suspend)).await.is_err() {
+                                    break;
+                                }
+                            }
+                            Some(()) = cont.recv() => {
+                                if pause::is_paused() {
+                                    let took = pause::resume();
+                                    let input = Input::Continue { paused_ms: took.as_millis() as u64 };
+                                    if tx.send((now_ms(), input)).await.is_err() {
+                                        break;
+                                    }
+                                }
+                            }
+                            else => break,
+                        }
+                    }
+                });
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::warn!("cannot listen for SIGTSTP and SIGCONT: {e}")
+            }
+        }
         tokio::spawn(async move {
             loop {
                 let name = {
@@ -501,10 +535,24 @@ impl Farm {
                     });
                 }
             }
+            Action::Suspend => {
+                // The pause begins before anything is stopped: a timer that fires meanwhile
+                // waits for the end of the pause.
+                pause::pause();
+                let n = process::signal_all(nix::sys::signal::Signal::SIGTSTP);
+                tracing::debug!(groups = n, "stopped for a pause");
+                // What was said so far is on disk before the farm stops (it may stay stopped
+                // for long, or be killed meanwhile).
+                self.flush();
+                let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGSTOP);
+            }
+            Action::Continue => {
+                process::signal_all(nix::sys::signal::Signal::SIGCONT);
+            }
             Action::SetTimer { timer, after } => {
                 let tx = self.tx.clone();
                 tokio::spawn(async move {
-                    tokio::time::sleep(after).await;
+                    pause::sleep(after).await;
                     let _ = tx.send((now_ms(), Input::Timer(timer))).await;
                 });
             }

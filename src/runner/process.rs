@@ -145,6 +145,49 @@ async fn immediate(rx: &mut CancelRx) {
     }
 }
 
+/// The process groups of every command running now (agents, setup, verify), for job control.
+static GROUPS: std::sync::Mutex<std::collections::BTreeSet<u32>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+fn groups() -> std::sync::MutexGuard<'static, std::collections::BTreeSet<u32>> {
+    GROUPS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Send `sig` to the process group of every command running now (SIGTSTP to stop them for a
+/// pause, SIGCONT to continue them: their supervisors pass it on to whatever left the group).
+/// Returns how many groups were signalled.
+pub fn signal_all(sig: Signal) -> usize {
+    let g = groups();
+    for pgid in g.iter() {
+        signal_group(*pgid, sig);
+    }
+    g.len()
+}
+
+/// Asks a supervisor to end its whole tree (SIGUSR1) if `run` is dropped before it ended (its
+/// task aborted): the supervisor itself then exits.
+struct EndTreeOnDrop {
+    pid: u32,
+    armed: bool,
+}
+
+impl Drop for EndTreeOnDrop {
+    fn drop(&mut self) {
+        if self.armed && !group_members(self.pid).is_empty() {
+            let _ = nix::sys::signal::kill(Pid::from_raw(self.pid as i32), Signal::SIGUSR1);
+        }
+    }
+}
+
+/// Removes a group from the registry when the command is done, whatever way `run` returns.
+struct Registered(u32);
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        groups().remove(&self.0);
+    }
+}
+
 /// Live, non-zombie members of process group `pgid` (Linux: from /proc).
 pub fn group_members(pgid: u32) -> Vec<u32> {
     let mut out = Vec::new();
@@ -222,15 +265,17 @@ async fn stalled(log: &Path, idle: Option<Duration>) -> Duration {
     let every = (idle / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
     let size = || std::fs::metadata(log).map(|m| m.len()).unwrap_or(0);
     let mut last = size();
-    let mut since = tokio::time::Instant::now();
+    // Idle time is active time: a farm paused with Ctrl-Z does not make its agents stall.
+    let mut since = (tokio::time::Instant::now(), super::pause::total());
     loop {
-        tokio::time::sleep(every).await;
+        super::pause::sleep(every).await;
         let now = size();
+        let idle_for = super::pause::active_since(since.0, since.1);
         if now != last {
             last = now;
-            since = tokio::time::Instant::now();
-        } else if since.elapsed() >= idle {
-            return since.elapsed();
+            since = (tokio::time::Instant::now(), super::pause::total());
+        } else if idle_for >= idle {
+            return idle_for;
         }
     }
 }
@@ -324,7 +369,9 @@ pub async fn run(spec: &ProcSpec, on_start: impl FnOnce(u32), cancel: &mut Cance
         .stderr(Stdio::from(err))
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
         .process_group(0)
-        .kill_on_drop(true);
+        // A supervisor killed outright could not end what left its group; one dropped is told
+        // to end its tree instead (`EndTreeOnDrop`).
+        .kill_on_drop(supervised.is_none());
     let spawned = cmd.spawn();
     // The supervisor's reports: collected here, the live ones passed on.
     let reports = supervised.as_mut().map(|s| {
@@ -353,6 +400,20 @@ pub async fn run(spec: &ProcSpec, on_start: impl FnOnce(u32), cancel: &mut Cance
         Err(e) => return fail(format!("{program}: {e}")),
     };
     let pgid = child.id().unwrap_or(0);
+    {
+        let mut g = groups();
+        g.insert(pgid);
+        // Started while the farm is paused (a task that was already on its way): stop it too.
+        // Under the registry's lock, so that a continue cannot slip in between.
+        if super::pause::is_paused() {
+            signal_group(pgid, Signal::SIGTSTP);
+        }
+    }
+    let _registered = Registered(pgid);
+    let _end_tree = EndTreeOnDrop {
+        pid: pgid,
+        armed: reports.is_some(),
+    };
     let reader = match (tap, child.stdout.take()) {
         (Some((tx, log)), Some(stdout)) => Some(tokio::spawn(pump(stdout, log, tx))),
         _ => None,
@@ -364,7 +425,7 @@ pub async fn run(spec: &ProcSpec, on_start: impl FnOnce(u32), cancel: &mut Cance
     let sup = reports.is_some();
     let status = tokio::select! {
         s = child.wait() => s.ok(),
-        _ = tokio::time::sleep(spec.timeout) => {
+        _ = super::pause::sleep(spec.timeout) => {
             stop_reason = Some(AttemptEnd::TimedOut);
             terminate(&mut child, pgid, spec.grace, cancel, sup).await
         }
@@ -449,7 +510,8 @@ async fn terminate(
     signal_group(pgid, Signal::SIGCONT);
     let mut exited = tokio::select! {
         s = child.wait() => s.ok(),
-        _ = tokio::time::sleep_until(deadline) => None,
+        // Grace is active time: a pause (Ctrl-Z) meanwhile does not use it up.
+        _ = super::pause::sleep(grace) => None,
         _ = immediate(cancel) => None,
     };
     if exited.is_none() && supervised {

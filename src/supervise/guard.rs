@@ -16,6 +16,16 @@ pub struct Installer {
     child_end: RawFd,
 }
 
+/// Why no listener arrived.
+pub enum Lost {
+    /// The command died before it could send one.
+    Ended,
+    /// The kernel refused the filter: the command runs unguarded.
+    Refused(String),
+    /// The filter is installed but its listener did not arrive: the command cannot write.
+    Listener,
+}
+
 /// The supervisor's end: receives the listener from the child.
 pub struct Receiver {
     parent_end: OwnedFd,
@@ -119,7 +129,7 @@ unsafe fn send_fd(sock: RawFd, fd: RawFd, err: i32) {
 
 impl Receiver {
     /// The listener, or why the child has none. Blocks until the child sent it (or died).
-    pub fn receive(self) -> Result<OwnedFd, String> {
+    pub fn receive(self) -> Result<OwnedFd, Lost> {
         let mut data = [0u8; 4];
         let mut iov = libc::iovec {
             iov_base: data.as_mut_ptr().cast(),
@@ -147,20 +157,21 @@ impl Receiver {
             break n;
         };
         if n < 4 {
-            return Err("the command ended before its guard was set up".into());
+            return Err(Lost::Ended);
         }
         let err = i32::from_ne_bytes(data);
         if err != 0 {
-            return Err(format!(
+            return Err(Lost::Refused(format!(
                 "seccomp user notification refused: {}",
                 std::io::Error::from_raw_os_error(err)
-            ));
+            )));
         }
         // SAFETY: reading the control message the kernel filled in.
         unsafe {
             let c = libc::CMSG_FIRSTHDR(&msg);
             if c.is_null() || (*c).cmsg_type != libc::SCM_RIGHTS {
-                return Err("no listener descriptor received".into());
+                // The filter is in place but nobody can answer it: every write would fail.
+                return Err(Lost::Listener);
             }
             let fd = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<i32>());
             Ok(OwnedFd::from_raw_fd(fd))
@@ -168,9 +179,55 @@ impl Receiver {
     }
 }
 
-/// Answer notifications until every guarded process is gone. Refusals are passed to `report`.
+/// `SECCOMP_IOCTL_NOTIF_ID_VALID` as kernels before 5.9 numbered it (`_IOR`); libc has the
+/// corrected `_IOW` number, which those kernels refuse.
+const NOTIF_ID_VALID_OLD: libc::Ioctl = 0x8008_2102 as libc::Ioctl;
+
+/// Whether the caller of notification `id` is still in that system call (the memory read for it
+/// is trustworthy only then). `None`: neither ioctl number is known to this kernel.
+fn id_valid(fd: RawFd, id: u64) -> Option<bool> {
+    for nr in [libc::SECCOMP_IOCTL_NOTIF_ID_VALID, NOTIF_ID_VALID_OLD] {
+        // SAFETY: the ioctl reads one u64.
+        if unsafe { libc::ioctl(fd, nr, &id) } == 0 {
+            return Some(true);
+        }
+        match std::io::Error::last_os_error().raw_os_error() {
+            Some(libc::ENOENT) => return Some(false),
+            _ => continue,
+        }
+    }
+    None
+}
+
+/// Whether this kernel can let a notified call go on (`SECCOMP_USER_NOTIF_FLAG_CONTINUE`, Linux
+/// 5.5): without it, every guarded call would wait for an answer that cannot be given.
+pub fn kernel_supported() -> Result<(), String> {
+    // SAFETY: uname fills a zeroed struct.
+    let mut u: libc::utsname = unsafe { std::mem::zeroed() };
+    if unsafe { libc::uname(&mut u) } != 0 {
+        return Err("uname failed".into());
+    }
+    let release: String = u
+        .release
+        .iter()
+        .take_while(|c| **c != 0)
+        .map(|c| *c as u8 as char)
+        .collect();
+    let mut nums = release
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|n| n.parse::<u32>().ok());
+    let (major, minor) = (nums.next().unwrap_or(0), nums.next().unwrap_or(0));
+    if (major, minor) < (5, 5) {
+        return Err(format!("needs Linux 5.5 or newer, this is {release}"));
+    }
+    Ok(())
+}
+
+/// Answer notifications until every guarded process is gone. Refusals are passed to `report`;
+/// so is, once, a guard that turns out unable to judge (the agent's memory unreadable).
 pub fn serve(listener: OwnedFd, policy: &GuardPolicy, report: &dyn Fn(Report)) {
     let fd = listener.as_raw_fd();
+    let mut blind_reported = false;
     loop {
         let mut pfd = libc::pollfd {
             fd,
@@ -195,9 +252,21 @@ pub fn serve(listener: OwnedFd, policy: &GuardPolicy, report: &dyn Fn(Report)) {
             // ENOENT: the caller died meanwhile; EINTR.
             continue;
         }
-        let verdict = judge(&req, policy);
+        let verdict = match judge(&req, policy) {
+            Judged::Allow => None,
+            Judged::Forbid(r) => Some(r),
+            Judged::Blind(why) => {
+                if !std::mem::replace(&mut blind_reported, true) {
+                    report(Report::Guard {
+                        active: false,
+                        reason: Some(why),
+                    });
+                }
+                None
+            }
+        };
         // The memory read is only trustworthy if the caller is still in that system call.
-        let valid = unsafe { libc::ioctl(fd, libc::SECCOMP_IOCTL_NOTIF_ID_VALID, &req.id) } == 0;
+        let valid = id_valid(fd, req.id).unwrap_or(true);
         let mut resp = libc::seccomp_notif_resp {
             id: req.id,
             val: 0,
@@ -212,9 +281,20 @@ pub fn serve(listener: OwnedFd, policy: &GuardPolicy, report: &dyn Fn(Report)) {
             }
             _ => None,
         };
-        // SAFETY: a filled-in response for this notification.
-        unsafe {
-            libc::ioctl(fd, libc::SECCOMP_IOCTL_NOTIF_SEND, &mut resp);
+        // SAFETY: a filled-in response for this notification. ENOENT: the caller died.
+        if unsafe { libc::ioctl(fd, libc::SECCOMP_IOCTL_NOTIF_SEND, &mut resp) } != 0
+            && std::io::Error::last_os_error().raw_os_error() != Some(libc::ENOENT)
+        {
+            // The kernel refuses our answers: the guarded processes would wait for ever.
+            // Closing the listener makes their calls fail instead (ENOSYS), and says so.
+            report(Report::Guard {
+                active: false,
+                reason: Some(format!(
+                    "the kernel refused the guard's answer: {}",
+                    std::io::Error::last_os_error()
+                )),
+            });
+            return;
         }
         if let Some(b) = blocked {
             report(b);
@@ -222,35 +302,86 @@ pub fn serve(listener: OwnedFd, policy: &GuardPolicy, report: &dyn Fn(Report)) {
     }
 }
 
-/// `Some(report)` when the call writes into a protected zone.
-fn judge(req: &libc::seccomp_notif, policy: &GuardPolicy) -> Option<Report> {
-    let call = bpf::find(req.data.nr as i64)?;
-    let pid = req.pid as i32;
-    let args = req.data.args;
-    if let Some(h) = call.how {
-        // struct open_how { u64 flags; … }
-        let flags = read_bytes(pid, args[h], 8)?;
-        let flags = u64::from_ne_bytes(flags.try_into().ok()?);
-        if flags as u32 & bpf::WRITE_FLAGS == 0 {
-            return None;
+enum Judged {
+    Allow,
+    Forbid(Report),
+    /// The call could not be judged (the caller's memory is unreadable): let through.
+    Blind(String),
+}
+
+/// Whether `raw` names a descriptor the process already has (`/dev/stderr`, `/dev/fd/3`,
+/// `/proc/self/fd/1`): reopening it writes where the process may write already, and resolving
+/// it here would resolve the supervisor's descriptors instead.
+fn names_own_descriptor(raw: &Path) -> bool {
+    let s = raw.to_string_lossy();
+    matches!(&*s, "/dev/stdin" | "/dev/stdout" | "/dev/stderr")
+        || s.starts_with("/dev/fd/")
+        || s.starts_with("/proc/self/fd/")
+        || s.starts_with("/proc/thread-self/fd/")
+        || (s.starts_with("/proc/") && s.contains("/fd/"))
+}
+
+/// `/proc/self` and `/proc/thread-self` as the caller sees them.
+fn as_caller(raw: &Path, pid: i32) -> PathBuf {
+    let s = raw.to_string_lossy();
+    for prefix in ["/proc/self", "/proc/thread-self"] {
+        if let Some(rest) = s.strip_prefix(prefix)
+            && (rest.is_empty() || rest.starts_with('/'))
+        {
+            return PathBuf::from(format!("/proc/{pid}{rest}"));
         }
     }
+    raw.to_path_buf()
+}
+
+/// Whether the call writes into a protected zone.
+fn judge(req: &libc::seccomp_notif, policy: &GuardPolicy) -> Judged {
+    let Some(call) = bpf::find(req.data.nr as i64) else {
+        return Judged::Allow;
+    };
+    let pid = req.pid as i32;
+    let args = req.data.args;
+    let blind = || {
+        Judged::Blind(format!(
+            "cannot read the agent's memory ({}; a ptrace policy such as Yama's ptrace_scope=2?)",
+            std::io::Error::last_os_error()
+        ))
+    };
+    // The open flags: in the call's arguments, or in openat2's `struct open_how { u64 flags; … }`.
+    let flags: Option<i32> = match (call.flags, call.how) {
+        (Some(f), _) => Some(args[f] as i32),
+        (None, Some(h)) => {
+            let Some(bytes) = read_bytes(pid, args[h], 8) else {
+                return blind();
+            };
+            let Ok(b) = <[u8; 8]>::try_from(bytes.as_slice()) else {
+                return blind();
+            };
+            Some(u64::from_ne_bytes(b) as i32)
+        }
+        (None, None) => None,
+    };
+    if flags.is_some_and(|f| f as u32 & bpf::WRITE_FLAGS == 0) {
+        return Judged::Allow;
+    }
     for p in call.paths {
-        let raw = read_path(pid, args[p.path])?;
+        let Some(raw) = read_path(pid, args[p.path]) else {
+            return blind();
+        };
+        if names_own_descriptor(&as_caller(&raw, pid)) {
+            continue;
+        }
+        let raw = as_caller(&raw, pid);
         let dirfd = p.dirfd.map(|i| args[i] as i32).unwrap_or(libc::AT_FDCWD);
-        let follow = p.follow
-            && call
-                .flags
-                .is_none_or(|f| args[f] as i32 & libc::O_NOFOLLOW == 0);
+        // The kernel follows a final symlink unless told not to, or asked to create exclusively.
+        let follow = p.follow && flags.is_none_or(|f| f & (libc::O_NOFOLLOW | libc::O_EXCL) == 0);
         let Some(path) = resolve(pid, dirfd, &raw, follow) else {
             continue;
         };
         // A call that cannot write (it fails by itself) is left to fail the way it would:
         // `mkdir -p` of a directory that exists must see EEXIST, not EACCES.
         let exists = std::fs::symlink_metadata(&path).is_ok();
-        let creates = call
-            .flags
-            .is_none_or(|f| args[f] as i32 & libc::O_CREAT != 0);
+        let creates = flags.is_none_or(|f| f & libc::O_CREAT != 0);
         let no_op = match p.effect {
             bpf::Effect::Create => exists,
             bpf::Effect::Change => !exists,
@@ -260,7 +391,7 @@ fn judge(req: &libc::seccomp_notif, policy: &GuardPolicy) -> Option<Report> {
             continue;
         }
         if let Some(zone) = policy.forbids(&path) {
-            return Some(Report::Blocked {
+            return Judged::Forbid(Report::Blocked {
                 pid: pid as u32,
                 command: super::reaper::command_of(pid),
                 op: verb(call.name).to_string(),
@@ -269,7 +400,7 @@ fn judge(req: &libc::seccomp_notif, policy: &GuardPolicy) -> Option<Report> {
             });
         }
     }
-    None
+    Judged::Allow
 }
 
 /// What a guarded call does to its path, in a word for the report.

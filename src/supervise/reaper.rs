@@ -24,11 +24,34 @@ fn parents() -> BTreeMap<i32, i32> {
         let mut f = rest.split_whitespace();
         let state = f.next().unwrap_or("");
         let ppid: i32 = f.next().and_then(|s| s.parse().ok()).unwrap_or(0);
-        if state != "Z" && state != "X" {
+        // A zombie leader whose other threads still run is alive (and so are its children).
+        if (state != "Z" || threads(pid) > 1) && state != "X" {
             out.insert(pid, ppid);
         }
     }
     out
+}
+
+fn threads(pid: i32) -> u32 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Threads:"))
+                .and_then(|n| n.trim().parse().ok())
+        })
+        .unwrap_or(1)
+}
+
+/// Whether a process is stopped (job control) or gone.
+pub fn stopped(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rfind(')')
+            .and_then(|i| stat[i + 1..].split_whitespace().next().map(str::to_owned))
+            .is_none_or(|s| s == "T" || s == "t" || s == "Z" || s == "X"),
+        Err(_) => true,
+    }
 }
 
 /// The live descendants of `root`, parents before children, each with its parent.

@@ -39,13 +39,15 @@ impl Out {
     }
 }
 
-const HANDLED: [i32; 6] = [
+const HANDLED: [i32; 8] = [
     libc::SIGCHLD,
     libc::SIGTERM,
     libc::SIGINT,
     libc::SIGHUP,
     libc::SIGQUIT,
     libc::SIGUSR1,
+    libc::SIGTSTP,
+    libc::SIGCONT,
 ];
 
 fn sigset(sigs: &[i32]) -> libc::sigset_t {
@@ -107,13 +109,17 @@ pub fn main(args: &[OsString]) -> i32 {
     // SAFETY: just created.
     let sfd = unsafe { OwnedFd::from_raw_fd(sfd) };
 
-    let channel = match policy.guard.as_ref().map(|_| guard::channel()) {
+    let channel = match policy.guard.as_ref().map(|_| {
+        guard::kernel_supported().and_then(|()| {
+            guard::channel().map_err(|e| format!("cannot make the guard's socket: {e}"))
+        })
+    }) {
         None => None,
         Some(Ok(c)) => Some(c),
-        Some(Err(e)) => {
+        Some(Err(reason)) => {
             out.send(Report::Guard {
                 active: false,
-                reason: Some(format!("cannot make the guard's socket: {e}")),
+                reason: Some(reason),
             });
             None
         }
@@ -158,10 +164,28 @@ pub fn main(args: &[OsString]) -> i32 {
                 let out = out.clone();
                 std::thread::spawn(move || guard::serve(listener, &g, &|r| out.send(r)));
             }
-            Err(reason) => out.send(Report::Guard {
+            Err(guard::Lost::Refused(reason)) => out.send(Report::Guard {
                 active: false,
                 reason: Some(reason),
             }),
+            Err(guard::Lost::Ended) => {}
+            Err(guard::Lost::Listener) => {
+                reaper::signal(child_pid, libc::SIGKILL);
+                let mut status = None;
+                while status.is_none() {
+                    // SAFETY: waitpid for our own child.
+                    let mut st = 0;
+                    if unsafe { libc::waitpid(child_pid, &mut st, 0) } == child_pid {
+                        status = Some(st);
+                    } else {
+                        break;
+                    }
+                }
+                out.send(Report::NotStarted {
+                    message: "the write guard was installed but its listener was lost; the command could not have written anything".into(),
+                });
+                return 127;
+            }
         }
     }
 
@@ -194,14 +218,21 @@ pub fn main(args: &[OsString]) -> i32 {
             // agent-farm is gone: nobody watches this command any more.
             kill_now = true;
         }
-        for sig in read_signals(&sfd) {
+        for (sig, sender) in read_signals(&sfd) {
             match sig {
                 libc::SIGCHLD => {}
                 libc::SIGUSR1 => kill_now = true,
+                // Job control: the whole tree stops and continues, what left the group too.
+                libc::SIGTSTP => stop_tree(me),
+                libc::SIGCONT => {
+                    for (pid, _) in reaper::descendants(me) {
+                        reaper::signal(pid, libc::SIGCONT);
+                    }
+                }
                 s => {
-                    // Usually sent to the whole group, the command included; passed on once in
-                    // case it was sent to the supervisor alone.
-                    if !forwarded.contains(&s) {
+                    // agent-farm signals the whole group, the command included; a signal from
+                    // anyone else (sent to the supervisor alone) is passed on, once.
+                    if sender != farm && !forwarded.contains(&s) {
                         forwarded.push(s);
                         reaper::signal(child_pid, s);
                     }
@@ -214,7 +245,7 @@ pub fn main(args: &[OsString]) -> i32 {
     } else {
         Duration::from_millis(policy.grace_ms)
     };
-    let ended = end_tree(me, child_pid, grace, &sfd, &mut status);
+    let ended = end_tree(me, child_pid, grace, &sfd, farm_fd.as_ref(), &mut status);
     if !ended.is_empty() {
         out.send(Report::Ended { processes: ended });
     }
@@ -227,7 +258,7 @@ fn pidfd(pid: i32) -> Option<OwnedFd> {
     (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
-fn read_signals(sfd: &OwnedFd) -> Vec<i32> {
+fn read_signals(sfd: &OwnedFd) -> Vec<(i32, i32)> {
     let mut out = Vec::new();
     loop {
         // SAFETY: reads whole signalfd_siginfo records into a zeroed one.
@@ -242,7 +273,7 @@ fn read_signals(sfd: &OwnedFd) -> Vec<i32> {
         if n != std::mem::size_of::<libc::signalfd_siginfo>() as isize {
             return out;
         }
-        out.push(info.ssi_signo as i32);
+        out.push((info.ssi_signo as i32, info.ssi_pid as i32));
     }
 }
 
@@ -267,8 +298,9 @@ fn reap(child: i32, status: &mut Option<i32>) {
 fn end_tree(
     me: i32,
     child: i32,
-    grace: Duration,
+    mut grace: Duration,
     sfd: &OwnedFd,
+    farm: Option<&OwnedFd>,
     status: &mut Option<i32>,
 ) -> Vec<EndedProcess> {
     let start = Instant::now();
@@ -316,13 +348,45 @@ fn end_tree(
         };
         // SAFETY: one valid pollfd.
         unsafe { libc::poll(&mut pfd, 1, 10) };
-        read_signals(sfd);
+        // "Now" from agent-farm (SIGUSR1), or agent-farm gone: the grace is over.
+        let farm_gone = farm.is_some_and(|f| {
+            let mut p = libc::pollfd {
+                fd: f.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd, no wait.
+            unsafe { libc::poll(&mut p, 1, 0) > 0 }
+        });
+        if farm_gone || read_signals(sfd).iter().any(|(s, _)| *s == libc::SIGUSR1) {
+            grace = Duration::ZERO;
+        }
     }
     reap(child, status);
     let roots = roots.unwrap_or_default();
     seen.into_values()
         .filter(|p| p.pid as i32 != child && roots.contains(&(p.pid as i32)))
         .collect()
+}
+
+/// Stop every descendant (job control), rescanning until all are stopped: one that forked
+/// between the scan and its parent's stop is caught on the next pass.
+fn stop_tree(me: i32) {
+    for _ in 0..50 {
+        let live = reaper::descendants(me);
+        let running: Vec<i32> = live
+            .iter()
+            .map(|(p, _)| *p)
+            .filter(|p| !reaper::stopped(*p))
+            .collect();
+        if running.is_empty() {
+            return;
+        }
+        for pid in running {
+            reaper::signal(pid, libc::SIGSTOP);
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
 }
 
 /// Exit the way the command did: its exit code, or its signal.
@@ -332,8 +396,14 @@ fn exit_like(status: i32) -> i32 {
     }
     if libc::WIFSIGNALED(status) {
         let sig = libc::WTERMSIG(status);
-        // SAFETY: restore the default action, unblock and raise: we end as the command did.
+        // SAFETY: restore the default action, unblock and raise: we end as the command did
+        // (without a core dump of our own for a command that crashed).
         unsafe {
+            let none = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            libc::setrlimit(libc::RLIMIT_CORE, &none);
             libc::signal(sig, libc::SIG_DFL);
             let set = sigset(&[sig]);
             libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
