@@ -342,6 +342,55 @@ impl Reporter for JsonReporter {
     }
 }
 
+/// The live view being drawn, if any: other output to stderr must go through it, or it would be
+/// drawn over.
+static DISPLAY: std::sync::Mutex<Option<MultiProgress>> = std::sync::Mutex::new(None);
+
+fn display() -> std::sync::MutexGuard<'static, Option<MultiProgress>> {
+    DISPLAY.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Where tracing writes: a line above the live view while one is drawn, else stderr.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DisplayWriter;
+
+/// One tracing event's text, written out when the event is done.
+pub struct DisplayLine(Vec<u8>);
+
+impl Write for DisplayLine {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for DisplayLine {
+    fn drop(&mut self) {
+        if self.0.is_empty() {
+            return;
+        }
+        let text = String::from_utf8_lossy(&self.0);
+        match display().as_ref() {
+            Some(m) => {
+                let _ = m.println(text.trim_end_matches('\n'));
+            }
+            None => {
+                let _ = std::io::stderr().write_all(&self.0);
+            }
+        }
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for DisplayWriter {
+    type Writer = DisplayLine;
+    fn make_writer(&'a self) -> DisplayLine {
+        DisplayLine(Vec::new())
+    }
+}
+
 /// Live progress for terminals: a header with the run's counts, elapsed time and the estimated
 /// remaining critical path ([`crate::live`]), a line per active domain with its latest activity,
 /// and finished domains and other news printed above, coloured by outcome.
@@ -360,6 +409,7 @@ impl TtyReporter {
         let style = ProgressStyle::with_template("{spinner} {prefix:<16} {wide_msg} {elapsed:>6}")
             .unwrap_or_else(|_| ProgressStyle::default_spinner());
         let multi = MultiProgress::new();
+        *display() = Some(multi.clone());
         let header = multi.add(ProgressBar::new_spinner());
         header.set_style(
             ProgressStyle::with_template("{wide_msg}")
@@ -483,5 +533,6 @@ impl Reporter for TtyReporter {
             .println(format!("agent-farm: {}", crate::live::header(record, at)));
         self.header.finish_and_clear();
         let _ = self.multi.clear();
+        *display() = None;
     }
 }

@@ -77,7 +77,10 @@ fn plan(repo: &TestRepo) -> String {
             domain(
                 "api",
                 "src/api/**",
-                &format!("write src/api/a.rs a\nwait-for {m}/go 30s"),
+                // A watched directory made and deleted: notify must not warn about it.
+                &format!(
+                    "mkdir src/api/tmp/deep\nwrite src/api/tmp/deep/x x\nsh rm -rf src/api/tmp\nwrite src/api/a.rs a\nwait-for {m}/go 30s"
+                ),
                 "",
             ),
             domain(
@@ -128,6 +131,7 @@ fn the_header_counts_match_the_run_and_outcomes_are_coloured() {
             .any(|l| l.contains(" api ") && l.contains("agent running")),
         "{text}"
     );
+    assert!(!text.contains("WARN"), "{text}");
     // Outcomes are coloured (green merged, red failed) on a terminal without NO_COLOR.
     assert!(raw.contains("\x1b[32m"), "no green in {raw:?}");
     assert!(raw.contains("\x1b[31m"), "no red in {raw:?}");

@@ -135,12 +135,15 @@ pub fn log_filter(quiet: bool, verbose: u8) -> String {
     filter_for(quiet, verbose).to_string()
 }
 
-/// The default filter for `-q` / `-v` counts. Pure.
+/// The default filter for `-q` / `-v` counts. Pure. notify's inotify backend is held to errors
+/// below `-vv`: when an agent deletes a watched directory, notify 8 queues that watch's removal
+/// twice and warns about the second ("Unable to remove the path from the watches"), about
+/// nothing agent-farm or the user can act on (the watcher has already dropped the directory).
 pub fn filter_for(quiet: bool, verbose: u8) -> &'static str {
     match (quiet, verbose) {
         (true, _) => "error",
-        (false, 0) => "warn",
-        (false, 1) => "info",
+        (false, 0) => "warn,notify::inotify=error",
+        (false, 1) => "info,notify::inotify=error",
         (false, 2) => "debug",
         (false, _) => "trace",
     }
@@ -152,7 +155,8 @@ pub fn init_tracing(args: &OutputArgs) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        // Through the live view while it is drawn (a line above it), else straight to stderr.
+        .with_writer(crate::reporter::DisplayWriter)
         .with_ansi(stderr_colour(args.color))
         .init();
 }
@@ -289,8 +293,8 @@ mod tests {
 
     #[test]
     fn quiet_and_verbose_set_the_filter() {
-        assert_eq!(filter_for(false, 0), "warn");
-        assert_eq!(filter_for(false, 1), "info");
+        assert_eq!(filter_for(false, 0), "warn,notify::inotify=error");
+        assert_eq!(filter_for(false, 1), "info,notify::inotify=error");
         assert_eq!(filter_for(false, 2), "debug");
         assert_eq!(filter_for(false, 7), "trace");
         assert_eq!(filter_for(true, 0), "error");
