@@ -410,6 +410,9 @@ pub fn run(cwd: &Path, args: Args) -> anyhow::Result<i32> {
     crate::plan::parse(&out_path, &text, |p| {
         std::fs::read_to_string(base_dir.join(p)).map_err(|e| e.to_string())
     })?;
+    if let Some(dir) = out_path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
     std::fs::write(&out_path, &text)?;
 
     for c in &d.changes {

@@ -158,8 +158,10 @@ pub fn check(
     max_domains: Option<usize>,
 ) -> Checked {
     let mut out = Checked::default();
+    // An invalid plan is checked on as far as its globs compile, so that one answer to the
+    // planner lists every problem.
     let plan = match validate(p) {
-        Ok(plan) => plan,
+        Ok(plan) => Some(plan),
         Err(problems) => {
             out.problems = problems
                 .into_iter()
@@ -172,10 +174,13 @@ pub fn check(
                     domain: pr.domain,
                 })
                 .collect();
-            return out;
+            None
         }
     };
-    let Ok(map) = OwnershipMap::new(&plan.domains) else {
+    let domains = plan
+        .as_ref()
+        .map_or_else(|| to_domains(p), |plan| plan.domains.clone());
+    let Ok(map) = OwnershipMap::new(&domains) else {
         return out;
     };
     for (a, b, examples) in map.overlaps_in(repo.files.iter().map(String::as_str)) {
@@ -188,7 +193,7 @@ pub fn check(
             ),
         });
     }
-    for d in &plan.domains {
+    for d in &domains {
         for g in &d.owns {
             let matches = Owns::new(std::slice::from_ref(g))
                 .map(|o| repo.files.iter().any(|f| o.matches(f)))
@@ -201,7 +206,7 @@ pub fn check(
             }
         }
     }
-    let cut = coupling::cut::cut(repo.graph, &map, &plan.domains);
+    let cut = coupling::cut::cut(repo.graph, &map, &domains);
     for pair in cut.pairs.iter().filter(|p| p.weight >= STRONG_CUT) {
         let evidence = cut
             .edges
@@ -248,18 +253,15 @@ pub fn check(
         });
     }
     if let Some(n) = max_domains
-        && plan.domains.len() > n
+        && domains.len() > n
     {
         out.problems.push(Problem {
             kind: ProblemKind::TooMany,
             domain: None,
-            message: format!(
-                "{} domains proposed, at most {n} asked for",
-                plan.domains.len()
-            ),
+            message: format!("{} domains proposed, at most {n} asked for", domains.len()),
         });
     }
-    out.plan = Some(plan);
+    out.plan = plan;
     out
 }
 
