@@ -171,6 +171,9 @@ pub enum DraftError {
     },
     #[error("the planner's proposal cannot be made a valid plan: {}", problems.join("; "))]
     Unfixable { problems: Vec<String> },
+    /// Maps to [`exit::INTERRUPTED`]: the agents were stopped, nothing was written.
+    #[error("interrupted by {signal}: the agents were stopped and no plan was written")]
+    Interrupted { signal: String },
 }
 
 /// Map any error that reached `main` to its exit code.
@@ -179,8 +182,11 @@ pub fn exit_code_for(err: &anyhow::Error) -> i32 {
         if cause.is::<PlanError>() {
             return exit::INVALID_PLAN;
         }
-        if cause.is::<DraftError>() {
-            return exit::DRAFT_FAILED;
+        if let Some(d) = cause.downcast_ref::<DraftError>() {
+            return match d {
+                DraftError::Interrupted { .. } => exit::INTERRUPTED,
+                _ => exit::DRAFT_FAILED,
+            };
         }
         if cause.is::<PreflightError>()
             || cause.is::<crate::git::DiscoverError>()
@@ -236,6 +242,10 @@ mod tests {
         assert_eq!(code(git.into()), exit::INTERNAL);
         let draft = DraftError::Unfixable { problems: vec![] };
         assert_eq!(code(draft.into()), exit::DRAFT_FAILED);
+        let stopped = DraftError::Interrupted {
+            signal: "SIGINT".into(),
+        };
+        assert_eq!(code(stopped.into()), exit::INTERRUPTED);
     }
 
     #[test]

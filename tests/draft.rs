@@ -253,6 +253,36 @@ fn a_planner_without_a_plan_writes_nothing() {
     assert!(out.stderr.contains("exited with code 3"), "{}", out.stderr);
 }
 
+#[test]
+fn an_interrupted_draft_stops_its_agents_and_writes_nothing() {
+    let repo = repo();
+    let pid_file = repo.scratch.join("planner.pid");
+    let goal = format!("```sim\npid-file {}\nhang\n```", pid_file.display());
+    let child = repo
+        .farm_cmd(&repo.root, &["draft", &goal, "--agent", "sim"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let limit = std::time::Duration::from_secs(30);
+    wait_until("the planner to start", limit, || pid_file.exists());
+    let planner = read_pid(&pid_file);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let out = Run::from(child.wait_with_output().unwrap());
+    out.expect(130);
+    assert!(
+        out.stderr.contains("interrupted by SIGINT"),
+        "{}",
+        out.stderr
+    );
+    assert!(!process_alive(planner), "the planner outlived the draft");
+    assert!(!repo.root.join("farm.yaml").exists());
+}
+
 // ---------------------------------------------------------------------------------------------
 // The real Claude Code CLI
 

@@ -109,7 +109,12 @@ fn argv(cfg: &AgentConfig, job: &Job, cwd: &Path) -> Vec<String> {
 }
 
 /// Run one job to its end; its stdout, or why it has none worth reading.
-async fn run_job(cfg: &AgentConfig, job: &Job, cwd: &Path) -> Result<String, String> {
+async fn run_job(
+    cfg: &AgentConfig,
+    job: &Job,
+    cwd: &Path,
+    mut cancel: process::CancelRx,
+) -> Result<String, String> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<String>(256);
     let collect = tokio::spawn(async move {
         let mut out = String::new();
@@ -139,7 +144,6 @@ async fn run_job(cfg: &AgentConfig, job: &Job, cwd: &Path) -> Result<String, Str
             reports: None,
         }),
     };
-    let (_cancel_tx, mut cancel) = tokio::sync::watch::channel(None);
     let result = process::run(&spec, |_| {}, &mut cancel).await;
     drop(spec);
     let stdout = collect.await.unwrap_or_default();
@@ -157,6 +161,7 @@ async fn run_job(cfg: &AgentConfig, job: &Job, cwd: &Path) -> Result<String, Str
             "timed out after {}",
             humantime::format_duration(cfg.timeout)
         )),
+        crate::vocab::AttemptEnd::Cancelled { reason } => Err(format!("stopped: {reason}")),
         other => Err(format!("ended: {other:?}")),
     }
 }
@@ -184,6 +189,7 @@ fn scout_report(stdout: &str, files: &[String]) -> ScoutReport {
 async fn planner(
     cfg: &AgentConfig,
     cwd: &Path,
+    cancel: &process::CancelRx,
     role: &'static str,
     prompt: String,
     log: PathBuf,
@@ -200,8 +206,49 @@ async fn planner(
         message,
         log: log.clone(),
     };
-    let stdout = run_job(cfg, &job, cwd).await.map_err(fail)?;
+    let stdout = run_job(cfg, &job, cwd, cancel.clone()).await;
+    interrupted(cancel)?;
+    let stdout = stdout.map_err(fail)?;
     proposal::answer::<Proposal>(&stdout).map_err(|e| fail(format!("no plan in its answer: {e}")))
+}
+
+/// Stop the agents on SIGINT, SIGTERM or SIGHUP (at once on the second); call inside `rt`.
+fn listen_for_signals(tx: tokio::sync::watch::Sender<Option<process::Cancel>>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) else {
+        tracing::warn!("cannot listen for signals");
+        return;
+    };
+    tokio::spawn(async move {
+        let mut seen = 0;
+        loop {
+            let name = tokio::select! {
+                _ = int.recv() => "SIGINT",
+                _ = term.recv() => "SIGTERM",
+                _ = hup.recv() => "SIGHUP",
+            };
+            seen += 1;
+            let _ = tx.send(Some(process::Cancel {
+                reason: name.to_string(),
+                immediate: seen > 1,
+                interrupt: true,
+            }));
+        }
+    });
+}
+
+/// [`DraftError::Interrupted`] once a signal asked to stop.
+fn interrupted(cancel: &process::CancelRx) -> Result<(), DraftError> {
+    match cancel.borrow().as_ref() {
+        Some(c) => Err(DraftError::Interrupted {
+            signal: c.reason.clone(),
+        }),
+        None => Ok(()),
+    }
 }
 
 fn header(goal: &str, facts: &Facts, d: &draft::Draft, revised: Option<&str>) -> String {
@@ -285,6 +332,11 @@ pub fn run(cwd: &Path, args: Args) -> anyhow::Result<i32> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    let (cancel_tx, cancel) = tokio::sync::watch::channel(None);
+    {
+        let _in_runtime = rt.enter();
+        listen_for_signals(cancel_tx);
+    }
 
     let areas = prompts::areas(&facts, args.scouts);
     if !areas.is_empty() {
@@ -309,8 +361,9 @@ pub fn run(cwd: &Path, args: Args) -> anyhow::Result<i32> {
                 log: logs.join(format!("scout-{}.log", i + 1)),
             };
             let (cfg, root, files) = (cfg.clone(), root.clone(), files.clone());
+            let cancel = cancel.clone();
             set.spawn(async move {
-                let out = run_job(&cfg, &job, &root).await;
+                let out = run_job(&cfg, &job, &root, cancel).await;
                 let area = job.area.unwrap_or_default();
                 match out {
                     Ok(stdout) => (
@@ -336,6 +389,7 @@ pub fn run(cwd: &Path, args: Args) -> anyhow::Result<i32> {
         done.sort_by_key(|(i, _)| *i);
         done.into_iter().map(|(_, s)| s).collect()
     });
+    interrupted(&cancel)?;
     for s in &scouts {
         match (&s.report, &s.error) {
             (Some(r), _) => println!("scout {}: {} file(s) named", s.area, r.files.len()),
@@ -351,6 +405,7 @@ pub fn run(cwd: &Path, args: Args) -> anyhow::Result<i32> {
     let mut proposal = rt.block_on(planner(
         &cfg,
         &root,
+        &cancel,
         "planner",
         prompts::planner_prompt(&goal, &facts, &scouts, args.domains),
         logs.join("planner.log"),
@@ -374,6 +429,7 @@ pub fn run(cwd: &Path, args: Args) -> anyhow::Result<i32> {
         match rt.block_on(planner(
             &cfg,
             &root,
+            &cancel,
             "repair",
             prompts::repair_prompt(&goal, &facts, &proposal, &checked.problems),
             logs.join("repair.log"),

@@ -316,7 +316,7 @@ fn safe_name(name: &str) -> String {
     }
     let mut s = s
         .trim_start_matches(|c: char| !c.is_ascii_alphanumeric())
-        .trim_end_matches('.')
+        .trim_end_matches(['.', '-'])
         .to_string();
     if let Some(x) = s.strip_suffix(".lock") {
         s = format!("{x}-lock");
@@ -1009,7 +1009,7 @@ mod tests {
         assert!(after.ok(), "{:?}\n{changes:#?}\n{fixed:#?}", after.problems);
         let all = changes.join("\n");
         for needle in [
-            "renamed domain `bad name!` to `bad-name-`",
+            "renamed domain `bad name!` to `bad-name`",
             "unknown domain `ghost`",
             "dependency cycle",
             "docs/a.md",

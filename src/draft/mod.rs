@@ -61,15 +61,14 @@ pub fn finish(
     let proposed = p.domains.len();
     let (mut fixed, mut changes) = check::fix(p, goal, touched, repo, max_domains);
     let single = check::advise_single(&fixed, touched.len(), proposed);
+    // One domain already: kept as the planner named it.
     if let Some(reason) = &single
-        && (fixed.domains.len() != 1 || fixed.domains[0].name != "work")
+        && fixed.domains.len() > 1
     {
-        if fixed.domains.len() > 1 {
-            changes.push(format!(
-                "wrote a single domain instead of {}: {reason}",
-                fixed.domains.len()
-            ));
-        }
+        changes.push(format!(
+            "wrote a single domain instead of {}: {reason}",
+            fixed.domains.len()
+        ));
         fixed = check::single_domain(&fixed, goal, reason);
     }
     let checked = check::check(&fixed, touched, repo, max_domains);
