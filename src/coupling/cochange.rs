@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 
-use git2::{ObjectType, Oid, Repository, Sort, Tree};
+use git2::{ObjectType, Oid, Repository, Sort, Tree, TreeEntry};
 
 use super::CouplingError;
 use super::files::FileIndex;
@@ -118,8 +118,23 @@ fn git_err(context: String) -> impl FnOnce(git2::Error) -> CouplingError {
     move |error| CouplingError::Git { context, error }
 }
 
-/// Paths that differ between two trees (`None`: the empty tree), below `prefix`; stops once more
-/// than `limit` are found and returns false then.
+/// Git's order of tree entries: by name, a tree's name as if it ended in `/`.
+fn entry_order(a: &TreeEntry, b: &TreeEntry) -> std::cmp::Ordering {
+    let (x, y) = (a.name_bytes(), b.name_bytes());
+    let n = x.len().min(y.len());
+    x[..n].cmp(&y[..n]).then_with(|| {
+        let next = |name: &[u8], e: &TreeEntry| match name.get(n) {
+            Some(&c) => c,
+            None if e.kind() == Some(ObjectType::Tree) => b'/',
+            None => 0,
+        };
+        next(x, a).cmp(&next(y, b))
+    })
+}
+
+/// Paths that differ between two trees (`None`: the empty tree), below `prefix`, by a merge of
+/// their sorted entries that never descends into a subtree both share; stops once more than
+/// `limit` are found and returns false then.
 fn diff_trees(
     repo: &Repository,
     old: Option<&Tree>,
@@ -128,44 +143,52 @@ fn diff_trees(
     out: &mut Vec<String>,
     limit: usize,
 ) -> Result<bool, CouplingError> {
-    type Entry = (Oid, Option<ObjectType>);
-    let entries = |t: Option<&Tree>| -> HashMap<String, Entry> {
-        t.map(|t| {
-            t.iter()
-                .map(|e| {
-                    (
-                        String::from_utf8_lossy(e.name_bytes()).into_owned(),
-                        (e.id(), e.kind()),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-    };
-    let (a, b) = (entries(old), entries(new));
-    let mut names: Vec<&String> = a
-        .keys()
-        .chain(b.keys().filter(|k| !a.contains_key(*k)))
-        .collect();
-    names.sort();
-    for name in names {
-        let (x, y) = (a.get(name), b.get(name));
-        if let (Some(x), Some(y)) = (x, y)
-            && x.0 == y.0
+    use std::cmp::Ordering::{Equal, Greater, Less};
+    let (no, nn) = (old.map_or(0, Tree::len), new.map_or(0, Tree::len));
+    let (mut i, mut j) = (0, 0);
+    while i < no || j < nn {
+        let a = old.filter(|_| i < no).and_then(|t| t.get(i));
+        let b = new.filter(|_| j < nn).and_then(|t| t.get(j));
+        let order = match (&a, &b) {
+            (Some(a), Some(b)) => entry_order(a, b),
+            (Some(_), None) => Less,
+            (None, Some(_)) => Greater,
+            (None, None) => break,
+        };
+        let (x, y) = match order {
+            Less => {
+                i += 1;
+                (a, None)
+            }
+            Greater => {
+                j += 1;
+                (None, b)
+            }
+            Equal => {
+                i += 1;
+                j += 1;
+                (a, b)
+            }
+        };
+        if let (Some(x), Some(y)) = (&x, &y)
+            && x.id() == y.id()
         {
             continue;
         }
-        let path = format!("{prefix}{name}");
-        let subtree = |e: Option<&Entry>| -> Result<Option<Tree>, CouplingError> {
+        let Some(e) = x.as_ref().or(y.as_ref()) else {
+            break;
+        };
+        let path = format!("{prefix}{}", String::from_utf8_lossy(e.name_bytes()));
+        let subtree = |e: Option<&TreeEntry>| -> Result<Option<Tree>, CouplingError> {
             match e {
-                Some((id, Some(ObjectType::Tree))) => repo
-                    .find_tree(*id)
+                Some(e) if e.kind() == Some(ObjectType::Tree) => repo
+                    .find_tree(e.id())
                     .map(Some)
-                    .map_err(git_err(format!("cannot read tree {id} at {path}"))),
+                    .map_err(git_err(format!("cannot read tree {} at {path}", e.id()))),
                 _ => Ok(None),
             }
         };
-        let (tx, ty) = (subtree(x)?, subtree(y)?);
+        let (tx, ty) = (subtree(x.as_ref())?, subtree(y.as_ref())?);
         if (tx.is_some() || ty.is_some())
             && !diff_trees(
                 repo,
@@ -178,8 +201,11 @@ fn diff_trees(
         {
             return Ok(false);
         }
-        let blob = |e: Option<&Entry>| matches!(e, Some((_, Some(ObjectType::Blob))));
-        if blob(x) || blob(y) {
+        let blob = |e: &Option<TreeEntry>| {
+            e.as_ref()
+                .is_some_and(|e| e.kind() == Some(ObjectType::Blob))
+        };
+        if blob(&x) || blob(&y) {
             out.push(path);
         }
         if out.len() > limit {
@@ -338,6 +364,37 @@ mod tests {
         // Only the newest n commits.
         let h = history(&repo, m, 2, 50).unwrap();
         assert_eq!((h.walked, h.commits.len()), (2, 1));
+    }
+
+    #[test]
+    fn tree_diffs_follow_git_order_and_file_to_directory_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::init(dir.path()).unwrap();
+        let t = 1_700_000_000;
+        let base = [
+            ("d-x", "0"),
+            ("d.txt", "0"),
+            ("d/x", "0"),
+            ("d0", "0"),
+            ("f", "0"),
+        ];
+        let c0 = commit_files(&repo, &[], &base, t);
+        let c1 = commit_files(
+            &repo,
+            &[c0],
+            &[
+                ("d-x", "1"),
+                ("d.txt", "0"),
+                ("d/x", "1"),
+                ("d0", "1"),
+                ("f/g", "1"),
+            ],
+            t + 10,
+        );
+        let h = history(&repo, c1, 1, 50).unwrap();
+        let mut paths = h.commits[0].paths.clone();
+        paths.sort();
+        assert_eq!(paths, ["d-x", "d/x", "d0", "f", "f/g"]);
     }
 
     #[test]
