@@ -71,12 +71,28 @@ fn agent_config(args: &Args) -> AgentConfig {
     }
 }
 
+/// Whether the claude CLI at `program` takes `--json-schema` (older releases do not): from its
+/// `--help`, given 20 s.
+async fn takes_json_schema(program: &str, cwd: &Path) -> bool {
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.arg("--help")
+        .current_dir(cwd)
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true);
+    match tokio::time::timeout(Duration::from_secs(20), cmd.output()).await {
+        Ok(Ok(out)) => String::from_utf8_lossy(&out.stdout).contains("--json-schema"),
+        _ => false,
+    }
+}
+
 /// One scout's or planner's run.
 struct Job {
     role: &'static str,
     area: Option<String>,
     prompt: String,
-    schema: Value,
+    /// The JSON Schema the answer must fit (claude `--json-schema`), when the CLI takes one.
+    schema: Option<Value>,
     log: PathBuf,
 }
 
@@ -85,11 +101,11 @@ struct Job {
 fn argv(cfg: &AgentConfig, job: &Job, cwd: &Path) -> Vec<String> {
     let mut cfg = cfg.clone();
     if cfg.preset == Preset::Claude {
-        cfg.args = vec![
-            "--no-session-persistence".into(),
-            "--json-schema".into(),
-            job.schema.to_string(),
-        ];
+        cfg.args = vec!["--no-session-persistence".into()];
+        if let Some(schema) = &job.schema {
+            cfg.args
+                .extend(["--json-schema".into(), schema.to_string()]);
+        }
     }
     let vars = agent::Vars {
         prompt: &job.prompt,
@@ -186,19 +202,27 @@ fn scout_report(stdout: &str, files: &[String]) -> ScoutReport {
     }
 }
 
+/// How the agents are run: their configuration, where, whether claude takes a schema, and
+/// the signal that stops them.
+struct Agents {
+    cfg: AgentConfig,
+    root: PathBuf,
+    schemas: bool,
+    cancel: process::CancelRx,
+}
+
 async fn planner(
-    cfg: &AgentConfig,
-    cwd: &Path,
-    cancel: &process::CancelRx,
+    agents: &Agents,
     role: &'static str,
     prompt: String,
     log: PathBuf,
 ) -> Result<Proposal, DraftError> {
+    let (cfg, cwd, cancel) = (&agents.cfg, agents.root.as_path(), &agents.cancel);
     let job = Job {
         role,
         area: None,
         prompt,
-        schema: proposal::schema(),
+        schema: agents.schemas.then(proposal::schema),
         log: log.clone(),
     };
     let fail = |message: String| DraftError::Agent {
@@ -338,6 +362,18 @@ pub fn run(cwd: &Path, args: Args) -> anyhow::Result<i32> {
         listen_for_signals(cancel_tx);
     }
 
+    let schemas = cfg.preset == Preset::Claude && rt.block_on(takes_json_schema(&program, &root));
+    if cfg.preset == Preset::Claude && !schemas {
+        println!(
+            "note: {program} takes no --json-schema; reading the last JSON object of its answers"
+        );
+    }
+    let agents = Agents {
+        cfg: cfg.clone(),
+        root: root.clone(),
+        schemas,
+        cancel: cancel.clone(),
+    };
     let areas = prompts::areas(&facts, args.scouts);
     if !areas.is_empty() {
         println!(
@@ -357,7 +393,7 @@ pub fn run(cwd: &Path, args: Args) -> anyhow::Result<i32> {
                 role: "scout",
                 area: Some(area.clone()),
                 prompt: prompts::scout_prompt(&goal, area, *n, &facts),
-                schema: proposal::scout_schema(),
+                schema: schemas.then(proposal::scout_schema),
                 log: logs.join(format!("scout-{}.log", i + 1)),
             };
             let (cfg, root, files) = (cfg.clone(), root.clone(), files.clone());
@@ -403,9 +439,7 @@ pub fn run(cwd: &Path, args: Args) -> anyhow::Result<i32> {
 
     println!("asking the planner");
     let mut proposal = rt.block_on(planner(
-        &cfg,
-        &root,
-        &cancel,
+        &agents,
         "planner",
         prompts::planner_prompt(&goal, &facts, &scouts, args.domains),
         logs.join("planner.log"),
@@ -427,9 +461,7 @@ pub fn run(cwd: &Path, args: Args) -> anyhow::Result<i32> {
             println!("  - {}", p.message);
         }
         match rt.block_on(planner(
-            &cfg,
-            &root,
-            &cancel,
+            &agents,
             "repair",
             prompts::repair_prompt(&goal, &facts, &proposal, &checked.problems),
             logs.join("repair.log"),
@@ -513,4 +545,72 @@ pub fn run(cwd: &Path, args: Args) -> anyhow::Result<i32> {
     }
     println!("next: read it, then `agent-farm plan --coupling` and `agent-farm run`");
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(agent: Preset) -> Args {
+        Args {
+            goal: "g".into(),
+            output: None,
+            domains: None,
+            scouts: 0,
+            agent,
+            agent_program: Some("/opt/claude".into()),
+            model: Some("opus".into()),
+            timeout: "1m".parse().unwrap(),
+            force: false,
+        }
+    }
+
+    #[test]
+    fn claude_runs_read_only_with_one_json_result() {
+        let cfg = agent_config(&args(Preset::Claude));
+        let job = Job {
+            role: "planner",
+            area: None,
+            prompt: "plan it".into(),
+            schema: Some(serde_json::json!({"type": "object"})),
+            log: PathBuf::from("x.log"),
+        };
+        let a = argv(&cfg, &job, Path::new("/repo"));
+        assert_eq!(
+            a,
+            [
+                "/opt/claude",
+                "-p",
+                "plan it",
+                "--output-format",
+                "json",
+                "--permission-mode",
+                "default",
+                "--model",
+                "opus",
+                "--disallowedTools",
+                "Edit,Write,Bash,NotebookEdit",
+                "--no-session-persistence",
+                "--json-schema",
+                "{\"type\":\"object\"}"
+            ]
+        );
+        let no_schema = Job {
+            schema: None,
+            ..job
+        };
+        assert!(!argv(&cfg, &no_schema, Path::new("/repo")).contains(&"--json-schema".to_string()));
+        let sim = agent_config(&args(Preset::Sim));
+        assert_eq!(sim.model, None);
+        let a = argv(&sim, &no_schema, Path::new("/repo"));
+        assert_eq!(&a[1..], ["sim-agent", "plan it"]);
+    }
+
+    #[test]
+    fn a_scout_answering_prose_names_the_files_it_mentions() {
+        let files = vec!["src/api/routes.rs".to_string(), "README.md".into()];
+        let r = scout_report("The routes live in src/api/routes.rs.\n", &files);
+        assert_eq!(r.files, ["src/api/routes.rs"]);
+        assert!(r.summary.starts_with("The routes"));
+    }
 }

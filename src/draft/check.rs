@@ -1047,6 +1047,44 @@ mod tests {
     }
 
     #[test]
+    fn a_cut_coupled_by_co_change_merges_the_two_domains() {
+        let f = files();
+        let mut g = CouplingGraph::new();
+        g.add_cochange(
+            coupling::cochange::CoChange {
+                a: "docs/a.md".into(),
+                b: "src/db/pool.rs".into(),
+                together: 3,
+                weight: 2.5,
+                last: "abc1234".into(),
+            },
+            10,
+        );
+        let repo = Repo {
+            files: &f,
+            graph: &g,
+        };
+        let p = proposal(vec![
+            d("db", &["src/db/**"], &[]),
+            d("docs", &["docs/**"], &[]),
+        ]);
+        let none = BTreeSet::new();
+        let (fixed, changes) = fix(p, "goal", &none, repo, None);
+        assert_eq!(fixed.domains.len(), 1, "{changes:?}");
+        assert_eq!(fixed.domains[0].owns, ["src/db/**", "docs/**"]);
+        assert!(
+            changes[0]
+                .starts_with("merged domain `docs` into `db`: coupled both ways or by co-change"),
+            "{changes:?}"
+        );
+        assert!(
+            advise_single(&fixed, 0, 2)
+                .unwrap()
+                .contains("joined them into one")
+        );
+    }
+
+    #[test]
     fn too_many_domains_are_merged_and_a_tiny_goal_gets_one_agent() {
         let (f, g) = (files(), graph());
         let repo = Repo {
