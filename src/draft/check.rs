@@ -496,6 +496,18 @@ pub fn narrow(glob: &str, other: &[String], files: &[String]) -> Vec<String> {
         .collect();
     let prefix = covered_dir(glob, files).unwrap_or_default();
     let within = |d: &str| prefix.is_empty() || d == prefix || d.starts_with(&format!("{prefix}/"));
+    // Directories holding a file that is not kept (computed once: a scan per candidate
+    // directory would be quadratic on a large repository).
+    let mut mixed: BTreeSet<&str> = BTreeSet::new();
+    for f in files.iter().filter(|f| !keep.contains(f.as_str())) {
+        let mut cur = f.as_str();
+        while let Some(i) = cur.rfind('/') {
+            cur = &cur[..i];
+            if !mixed.insert(cur) {
+                break;
+            }
+        }
+    }
     let mut out: Vec<String> = Vec::new();
     let mut covered: Vec<String> = Vec::new();
     for f in &keep {
@@ -504,12 +516,8 @@ pub fn narrow(glob: &str, other: &[String], files: &[String]) -> Vec<String> {
         }
         let parts: Vec<&str> = f.split('/').collect();
         let lifted = (1..parts.len()).map(|n| parts[..n].join("/")).find(|d| {
-            let below = format!("{d}/");
             within(d)
-                && files
-                    .iter()
-                    .filter(|x| x.starts_with(&below))
-                    .all(|x| keep.contains(x.as_str()))
+                && !mixed.contains(d.as_str())
                 && !patterns_overlap(&[format!("{d}/**")], other)
         });
         match lifted {
@@ -862,35 +870,49 @@ pub fn advise_single(p: &Proposal, touched: usize, proposed: usize) -> Option<St
     None
 }
 
-/// The single-domain plan that does the whole goal.
-pub fn single_domain(p: &Proposal, goal: &str, reason: &str) -> Proposal {
+/// The single-domain plan that does the whole goal: the planner's parts (`original`) in one
+/// prompt, owning every glob of `original` and of `fixed` (which holds the files the fixes
+/// assigned), those inside another's `dir/**` left out.
+pub fn single_domain(fixed: &Proposal, original: &Proposal, goal: &str, reason: &str) -> Proposal {
     let mut owns: Vec<String> = Vec::new();
-    for g in p.domains.iter().flat_map(|d| &d.owns) {
-        if !owns.contains(g) {
-            owns.push(g.clone());
+    for g in original
+        .domains
+        .iter()
+        .chain(&fixed.domains)
+        .flat_map(|d| &d.owns)
+        .map(|g| g.trim().trim_start_matches("./").to_string())
+    {
+        if ownership::compile_glob(&g).is_ok() && !owns.contains(&g) {
+            owns.push(g);
         }
     }
+    let all = owns.clone();
+    let inside = |g: &str, o: &str| {
+        o == "**"
+            || o.strip_suffix("/**")
+                .is_some_and(|dir| g.starts_with(&format!("{dir}/")))
+    };
+    owns.retain(|g| !all.iter().any(|o| o != g && inside(g, o)));
     if owns.is_empty() {
         owns.push("**".into());
     }
+    let parts = if original.domains.is_empty() {
+        &fixed.domains
+    } else {
+        &original.domains
+    };
     let mut prompt = goal.trim().to_string();
-    if p.domains.len() > 1 {
+    if parts.len() > 1 {
         prompt.push_str("\n\nThe parts of the work:");
-        for d in &p.domains {
+        for d in parts {
             prompt.push_str(&format!("\n- {}: {}", d.name, d.prompt.trim()));
         }
-    } else if let Some(d) = p.domains.first()
+    } else if let Some(d) = parts.first()
         && d.prompt.trim() != goal.trim()
+        && !d.prompt.trim().is_empty()
     {
         prompt.push_str(&format!("\n\n{}", d.prompt.trim()));
     }
-    // The overlap rules do not apply to one domain, but a glob covered by another is noise.
-    let files_owned = owns.clone();
-    owns.retain(|g| {
-        !files_owned
-            .iter()
-            .any(|o| o != g && o.ends_with("/**") && g.starts_with(&o[..o.len() - 2]))
-    });
     Proposal {
         domains: vec![ProposedDomain {
             name: "work".into(),
@@ -899,9 +921,9 @@ pub fn single_domain(p: &Proposal, goal: &str, reason: &str) -> Proposal {
             depends_on: Vec::new(),
             why: format!("One agent: {reason}."),
         }],
-        expected_files: p.expected_files,
-        touches: p.touches.clone(),
-        notes: p.notes.clone(),
+        expected_files: fixed.expected_files,
+        touches: fixed.touches.clone(),
+        notes: fixed.notes.clone(),
     }
 }
 
@@ -1109,10 +1131,14 @@ mod tests {
         tiny.expected_files = Some(3);
         let reason = advise_single(&tiny, 0, 3).unwrap();
         assert!(reason.contains("about 3 file(s)"), "{reason}");
-        let one = single_domain(&tiny, "fix the typo", &reason);
+        let one = single_domain(&tiny, &tiny, "fix the typo", &reason);
         assert_eq!(one.domains.len(), 1);
         assert_eq!(one.domains[0].owns, ["src/api/**", "src/ui/**", "docs/**"]);
         assert!(validate(&one).is_ok());
+        let mut broad = tiny.clone();
+        broad.domains[0].owns = vec!["src/**".into()];
+        let one = single_domain(&tiny, &broad, "g", &reason);
+        assert_eq!(one.domains[0].owns, ["src/**", "docs/**"]);
         let chain = proposal(vec![
             d("a", &["src/api/**"], &[]),
             d("b", &["src/ui/**"], &["a"]),

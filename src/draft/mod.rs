@@ -59,6 +59,7 @@ pub fn finish(
     max_domains: Option<usize>,
 ) -> Result<Draft, DraftError> {
     let proposed = p.domains.len();
+    let original = p.clone();
     let (mut fixed, mut changes) = check::fix(p, goal, touched, repo, max_domains);
     let single = check::advise_single(&fixed, touched.len(), proposed);
     // One domain already: kept as the planner named it.
@@ -69,7 +70,7 @@ pub fn finish(
             "wrote a single domain instead of {}: {reason}",
             fixed.domains.len()
         ));
-        fixed = check::single_domain(&fixed, goal, reason);
+        fixed = check::single_domain(&fixed, &original, goal, reason);
     }
     let checked = check::check(&fixed, touched, repo, max_domains);
     let Some(plan) = checked.plan else {

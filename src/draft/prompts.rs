@@ -88,14 +88,33 @@ impl Facts {
             langs.join(", ")
         );
         s.push_str("Files per directory (files directly in it / in it and below):\n");
-        let mut dirs: Vec<(&String, &usize)> = self.dirs.iter().collect();
-        dirs.sort_by(|a, b| {
-            self.files_under(b.0)
-                .cmp(&self.files_under(a.0))
-                .then(a.0.cmp(b.0))
-        });
-        for (d, n) in dirs.iter().take(SHOWN_DIRS) {
-            s.push_str(&format!("  {d}/  {n} / {}\n", self.files_under(d)));
+        // Each directory's total once: sorting by totals computed per comparison is quadratic.
+        let mut dirs: Vec<(&String, &usize, usize)> =
+            self.dirs.iter().map(|(d, n)| (d, n, 0)).collect();
+        let mut below: BTreeMap<&str, usize> = BTreeMap::new();
+        for (d, n) in &self.dirs {
+            if d == "." {
+                continue;
+            }
+            let mut cur = d.as_str();
+            loop {
+                *below.entry(cur).or_default() += n;
+                match cur.rfind('/') {
+                    Some(i) => cur = &cur[..i],
+                    None => break,
+                }
+            }
+        }
+        for d in &mut dirs {
+            d.2 = if d.0 == "." {
+                self.files
+            } else {
+                below.get(d.0.as_str()).copied().unwrap_or(*d.1)
+            };
+        }
+        dirs.sort_by(|a, b| b.2.cmp(&a.2).then(a.0.cmp(b.0)));
+        for (d, n, total) in dirs.iter().take(SHOWN_DIRS) {
+            s.push_str(&format!("  {d}/  {n} / {total}\n"));
         }
         if dirs.len() > SHOWN_DIRS {
             s.push_str(&format!(
