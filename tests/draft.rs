@@ -412,6 +412,11 @@ fn real_claude_scouts_and_planner_draft_a_plan_that_passes_with(bin: &std::path:
             "the planner's request lacks {needle:?}:\n{text}"
         );
     }
+    let tools = tool_names(&reqs[0]);
+    assert!(
+        tools.iter().any(|t| t == "StructuredOutput") && !tools.iter().any(|t| t == "Write"),
+        "the planner reads only: {tools:?}"
+    );
     let plan = plan_of(&repo);
     assert_eq!(plan["waves"], json!([["api", "docs"], ["ui"]]), "{plan:#}");
     assert_eq!(plan["agent"], "claude");
