@@ -28,8 +28,11 @@ use crate::plan::{self, Domain, schedule};
 /// A cut between two domains at least this heavy (an import, or files changed together about
 /// once recently) must be resolved.
 pub const STRONG_CUT: f64 = 1.0;
-/// Rounds of mechanical fixes before giving up on what is left.
-const MAX_ROUNDS: usize = 12;
+/// Rounds of mechanical fixes before giving up on what is left: a few, and a few per domain
+/// (each round makes one change, or gives every unowned file a home).
+fn max_rounds(domains: usize) -> usize {
+    (8 + 4 * domains).min(400)
+}
 
 impl ownership::Claim for ProposedDomain {
     fn name(&self) -> &str {
@@ -750,7 +753,7 @@ pub fn fix(
     max_domains: Option<usize>,
 ) -> (Proposal, Vec<String>) {
     let mut changes = Vec::new();
-    for _ in 0..MAX_ROUNDS {
+    for _ in 0..max_rounds(p.domains.len()) {
         sanitize(&mut p, goal, &mut changes);
         if p.domains.is_empty() {
             break;
@@ -871,18 +874,37 @@ pub fn advise_single(p: &Proposal, touched: usize, proposed: usize) -> Option<St
 }
 
 /// The single-domain plan that does the whole goal: the planner's parts (`original`) in one
-/// prompt, owning every glob of `original` and of `fixed` (which holds the files the fixes
-/// assigned), those inside another's `dir/**` left out.
-pub fn single_domain(fixed: &Proposal, original: &Proposal, goal: &str, reason: &str) -> Proposal {
+/// prompt, owning every glob of `original`, and of `fixed` (which holds the files the fixes
+/// assigned) those matching files at base that `original`'s do not; globs inside another's
+/// `dir/**` left out.
+pub fn single_domain(
+    fixed: &Proposal,
+    original: &Proposal,
+    goal: &str,
+    reason: &str,
+    files: &[String],
+) -> Proposal {
+    let valid = |g: &String| {
+        let g = g.trim().trim_start_matches("./").to_string();
+        ownership::compile_glob(&g).is_ok().then_some(g)
+    };
     let mut owns: Vec<String> = Vec::new();
     for g in original
         .domains
         .iter()
-        .chain(&fixed.domains)
         .flat_map(|d| &d.owns)
-        .map(|g| g.trim().trim_start_matches("./").to_string())
+        .filter_map(valid)
     {
-        if ownership::compile_glob(&g).is_ok() && !owns.contains(&g) {
+        if !owns.contains(&g) {
+            owns.push(g);
+        }
+    }
+    let planned = Owns::new(&owns).ok();
+    for g in fixed.domains.iter().flat_map(|d| &d.owns).filter_map(valid) {
+        let adds = files_of(std::slice::from_ref(&g), files)
+            .iter()
+            .any(|f| !planned.as_ref().is_some_and(|o| o.matches(f)));
+        if adds && !owns.contains(&g) {
             owns.push(g);
         }
     }
@@ -1131,14 +1153,20 @@ mod tests {
         tiny.expected_files = Some(3);
         let reason = advise_single(&tiny, 0, 3).unwrap();
         assert!(reason.contains("about 3 file(s)"), "{reason}");
-        let one = single_domain(&tiny, &tiny, "fix the typo", &reason);
+        let one = single_domain(&tiny, &tiny, "fix the typo", &reason, &f);
         assert_eq!(one.domains.len(), 1);
         assert_eq!(one.domains[0].owns, ["src/api/**", "src/ui/**", "docs/**"]);
         assert!(validate(&one).is_ok());
         let mut broad = tiny.clone();
         broad.domains[0].owns = vec!["src/**".into()];
-        let one = single_domain(&tiny, &broad, "g", &reason);
+        let mut assigned = tiny.clone();
+        assigned.domains[0].owns.push("src/lib.rs".into());
+        assigned.domains[1].owns.push("README.md".into());
+        let one = single_domain(&assigned, &broad, "g", &reason, &f);
         assert_eq!(one.domains[0].owns, ["src/**", "docs/**"]);
+        let with_readme: Vec<String> = f.iter().cloned().chain(["README.md".into()]).collect();
+        let one = single_domain(&assigned, &broad, "g", &reason, &with_readme);
+        assert_eq!(one.domains[0].owns, ["src/**", "docs/**", "README.md"]);
         let chain = proposal(vec![
             d("a", &["src/api/**"], &[]),
             d("b", &["src/ui/**"], &["a"]),

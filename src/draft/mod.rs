@@ -70,10 +70,15 @@ pub fn finish(
             "wrote a single domain instead of {}: {reason}",
             fixed.domains.len()
         ));
-        fixed = check::single_domain(&fixed, &original, goal, reason);
+        fixed = check::single_domain(&fixed, &original, goal, reason, repo.files);
     }
     let checked = check::check(&fixed, touched, repo, max_domains);
-    let Some(plan) = checked.plan else {
+    // Files at base owned twice would make `agent-farm plan` refuse what was written.
+    let overlapping = checked
+        .problems
+        .iter()
+        .any(|p| matches!(p.kind, ProblemKind::Overlap | ProblemKind::Invalid));
+    let (Some(plan), false) = (checked.plan, overlapping) else {
         return Err(DraftError::Unfixable {
             problems: checked.problems.into_iter().map(|p| p.message).collect(),
         });
