@@ -254,6 +254,64 @@ fn a_planner_without_a_plan_writes_nothing() {
 }
 
 #[test]
+fn scouts_run_at_the_same_time_and_their_files_count_as_touched() {
+    let repo = repo();
+    let s = repo.scratch.display().to_string();
+    // Each scout marks its start, then waits (bounded) until both have started: only scouts
+    // running at the same time both see the other.
+    let goal = format!(
+        "Add a cache.\n```sim\nsh if [ \"$AGENT_FARM_DRAFT_ROLE\" = scout ]; then touch {s}/started-$AGENT_FARM_DRAFT_AREA; for i in $(seq 600); do [ $(ls {s} | grep -c '^started-') -ge 2 ] && touch {s}/saw-both-$AGENT_FARM_DRAFT_AREA && break; sleep 0.05; done; fi\nprint-file {s}/${{AGENT_FARM_DRAFT_ROLE}}.json\n```"
+    );
+    answer(
+        &repo,
+        "scout",
+        json!({"summary": "the docs", "files": ["docs/api.md", "README.md"]}),
+    );
+    answer(
+        &repo,
+        "planner",
+        json!({
+            "domains": [
+                dom("backend", &["src/**"], &[]),
+                dom("docs", &["docs/**"], &[]),
+                dom("site", &["site/**"], &[]),
+            ],
+            "expected_files": 12, "touches": [],
+        }),
+    );
+    let out = repo.farm(&["draft", &goal, "--agent", "sim", "--scouts", "2"]);
+    out.expect(0);
+    assert!(
+        out.stdout
+            .contains("sending 2 scout(s): src/api (3), . (2)"),
+        "{}",
+        out.stdout
+    );
+    for (area, env) in [("src/api", "src_api"), (".", ".")] {
+        assert!(
+            repo.scratch.join(format!("saw-both-{env}")).exists(),
+            "scout {area} never saw the other one running\n{}",
+            out.stdout
+        );
+        assert!(
+            out.stdout
+                .contains(&format!("scout {area}: 2 file(s) named")),
+            "{}",
+            out.stdout
+        );
+    }
+    // README.md, which the scouts named and no domain owns, was found and given a home.
+    assert!(
+        out.stdout
+            .contains("no domain owns 1 file(s) the goal probably changes: README.md"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("now owns README.md"), "{}", out.stdout);
+    plan_of(&repo);
+}
+
+#[test]
 fn an_interrupted_draft_stops_its_agents_and_writes_nothing() {
     let repo = repo();
     let pid_file = repo.scratch.join("planner.pid");
