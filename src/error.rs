@@ -37,6 +37,9 @@ pub mod exit {
     pub const CONFLICT: i32 = 7;
     /// The verify command failed on the merged result; nothing was landed.
     pub const VERIFY_FAILED: i32 = 8;
+    /// `draft` made no plan: the planner agent failed or answered no readable proposal,
+    /// or its proposal could not be made valid. Nothing was written.
+    pub const DRAFT_FAILED: i32 = 9;
     /// The run was interrupted (SIGINT/SIGTERM/SIGHUP); partial work is committed on its branches.
     pub const INTERRUPTED: i32 = 130;
 }
@@ -154,11 +157,35 @@ pub enum PreflightError {
     DirHoldsRepo { path: PathBuf },
 }
 
+/// Why `agent-farm draft` wrote no plan. All map to [`exit::DRAFT_FAILED`].
+#[derive(Debug, thiserror::Error)]
+pub enum DraftError {
+    #[error("cannot measure the repository: {message}")]
+    Measure { message: String },
+    #[error("the {role} agent failed: {message} (its output: {log})")]
+    Agent {
+        role: String,
+        message: String,
+        log: PathBuf,
+    },
+    #[error("the planner's proposal cannot be made a valid plan: {}", problems.join("; "))]
+    Unfixable { problems: Vec<String> },
+    /// Maps to [`exit::INTERRUPTED`]: the agents were stopped, nothing was written.
+    #[error("interrupted by {signal}: the agents were stopped and no plan was written")]
+    Interrupted { signal: String },
+}
+
 /// Map any error that reached `main` to its exit code.
 pub fn exit_code_for(err: &anyhow::Error) -> i32 {
     for cause in err.chain() {
         if cause.is::<PlanError>() {
             return exit::INVALID_PLAN;
+        }
+        if let Some(d) = cause.downcast_ref::<DraftError>() {
+            return match d {
+                DraftError::Interrupted { .. } => exit::INTERRUPTED,
+                _ => exit::DRAFT_FAILED,
+            };
         }
         if cause.is::<PreflightError>()
             || cause.is::<crate::git::DiscoverError>()
@@ -212,6 +239,12 @@ mod tests {
         assert_eq!(code(read.into()), exit::INVALID_PLAN);
         let git = crate::git::GitError::BranchExists { branch: "b".into() };
         assert_eq!(code(git.into()), exit::INTERNAL);
+        let draft = DraftError::Unfixable { problems: vec![] };
+        assert_eq!(code(draft.into()), exit::DRAFT_FAILED);
+        let stopped = DraftError::Interrupted {
+            signal: "SIGINT".into(),
+        };
+        assert_eq!(code(stopped.into()), exit::INTERRUPTED);
     }
 
     #[test]

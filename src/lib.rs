@@ -7,6 +7,7 @@
 
 pub mod cli;
 pub mod coupling;
+pub mod draft;
 pub mod error;
 pub mod events;
 pub mod export;

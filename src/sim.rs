@@ -16,6 +16,7 @@
 //! | `mkdir PATH` | create a directory and its parents |
 //! | `symlink TARGET PATH` | create a symbolic link PATH → TARGET |
 //! | `print TEXT` / `eprint TEXT` | write a line to stdout / stderr |
+//! | `print-file PATH` | write PATH's contents to stdout; `${NAME}` in PATH is the environment variable NAME (a scripted answer: `agent-farm draft` sets `AGENT_FARM_DRAFT_ROLE` to `scout`, `planner` or `repair` and `AGENT_FARM_DRAFT_AREA` to a scout's area, `/` as `_`) |
 //! | `sh COMMAND` | run `sh -c COMMAND` (its failure is reported on stderr, the agent goes on) |
 //! | `sleep DURATION` | sleep (`200ms`, `2s`) |
 //! | `touch PATH` | create PATH empty if missing (a marker for tests) |
@@ -193,6 +194,13 @@ fn step(line: usize, instr: &str) -> Result<(), (i32, String)> {
             let _ = std::io::stdout().flush();
         }
         "eprint" => eprintln!("{}", unescape(rest)),
+        "print-file" => {
+            need(!rest.is_empty())?;
+            let path = expand_env(rest);
+            let text = std::fs::read_to_string(&path).map_err(|e| io(line, &path, e))?;
+            print!("{text}");
+            let _ = std::io::stdout().flush();
+        }
         "sh" => {
             need(!rest.is_empty())?;
             // Like a model running a shell command: its failure is output, not the end.
@@ -318,6 +326,27 @@ fn step(line: usize, instr: &str) -> Result<(), (i32, String)> {
     Ok(())
 }
 
+/// `text` with every `${NAME}` replaced by the environment variable NAME (empty when unset).
+fn expand_env(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("${") {
+        out.push_str(&rest[..i]);
+        match rest[i + 2..].find('}') {
+            Some(j) => {
+                out.push_str(&std::env::var(&rest[i + 2..i + 2 + j]).unwrap_or_default());
+                rest = &rest[i + 3 + j..];
+            }
+            None => {
+                out.push_str(&rest[i..]);
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 /// Write a file so that readers never see it half-written (tests wait for these files).
 fn write_atomic(p: &Path, text: &str) -> std::io::Result<()> {
     ensure_parent(p)?;
@@ -353,6 +382,16 @@ mod tests {
             instructions("write a b\n\nexit 2"),
             vec![(1, "write a b".into()), (3, "exit 2".into())]
         );
+    }
+
+    #[test]
+    fn env_is_expanded_in_paths() {
+        assert_eq!(
+            expand_env("/x/${AGENT_FARM_SIM_UNSET_VAR}.json"),
+            "/x/.json"
+        );
+        assert_eq!(expand_env("/x/${open"), "/x/${open");
+        assert_eq!(expand_env("plain"), "plain");
     }
 
     #[test]

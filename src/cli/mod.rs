@@ -4,6 +4,7 @@
 pub mod clean;
 pub mod conventions;
 pub mod demo;
+pub mod draft;
 pub mod init;
 pub mod logs;
 pub mod merge;
@@ -49,6 +50,8 @@ pub enum Command {
     Init(init::Args),
     /// Validate a plan and show its execution plan; creates nothing.
     Plan(plan::Args),
+    /// Draft a plan from a goal: measure, scout, plan, check with agent-farm's rules, write.
+    Draft(draft::Args),
     /// Run the whole pipeline: worktrees, agents, merge, verify, land, clean up.
     Run(run::Args),
     /// Show a run's state and report (the last run by default).
@@ -93,6 +96,7 @@ pub fn main(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Init(a) => init::run(&cwd, a),
         Command::Plan(a) => plan::run(&cwd, a),
+        Command::Draft(a) => draft::run(&cwd, a),
         Command::Run(a) => run::run(&cwd, a),
         Command::Status(a) => status::run(&cwd, a),
         Command::Logs(a) => logs::run(&cwd, a),
