@@ -283,6 +283,33 @@ fn use_tree(toks: &[(Tok, usize)], i: &mut usize, prefix: Vec<String>, out: &mut
     out.push(path);
 }
 
+/// A path written `levels` inline modules deep, as seen from the file's module: `None` when it
+/// names something inside those inline modules (no other file).
+fn out_of_inline(mut p: Vec<String>, levels: usize) -> Option<Vec<String>> {
+    if levels == 0 {
+        return Some(p);
+    }
+    match p.first().map(String::as_str) {
+        Some("self") => None,
+        Some("super") => {
+            let n = p.iter().take_while(|s| *s == "super").count();
+            match n.cmp(&levels) {
+                std::cmp::Ordering::Less => None,
+                std::cmp::Ordering::Equal => {
+                    p.drain(..n);
+                    p.insert(0, "self".into());
+                    Some(p)
+                }
+                std::cmp::Ordering::Greater => {
+                    p.drain(..levels);
+                    Some(p)
+                }
+            }
+        }
+        _ => Some(p),
+    }
+}
+
 pub(crate) fn imports(ix: &FileIndex, crates: &Crates, path: &str, text: &str) -> Vec<Found> {
     let toks = scan::tokens(text, scan::RUST);
     let mut s = Scanner {
@@ -292,9 +319,28 @@ pub(crate) fn imports(ix: &FileIndex, crates: &Crates, path: &str, text: &str) -
         out: Vec::new(),
     };
     let mut path_attr: Option<String> = None;
+    // Inline modules (`mod tests { … }`): `self::` and `super::` inside them are relative to
+    // them, not to the file's module. The brace depth at which each open one's body began.
+    let (mut depth, mut inline, mut inline_next): (usize, Vec<usize>, bool) =
+        (0, Vec::new(), false);
     let mut i = 0;
     while i < toks.len() {
         let (tok, line) = (&toks[i].0, toks[i].1);
+        match tok {
+            Tok::Punct(b'{') => {
+                depth += 1;
+                if std::mem::take(&mut inline_next) {
+                    inline.push(depth);
+                }
+            }
+            Tok::Punct(b'}') => {
+                if inline.last() == Some(&depth) {
+                    inline.pop();
+                }
+                depth = depth.saturating_sub(1);
+            }
+            _ => {}
+        }
         match tok {
             // #[path = "x.rs"]
             Tok::Punct(b'#')
@@ -306,6 +352,14 @@ pub(crate) fn imports(ix: &FileIndex, crates: &Crates, path: &str, text: &str) -
                 }
                 i += 5;
                 continue;
+            }
+            Tok::Ident("mod")
+                if matches!(
+                    (toks.get(i + 1), toks.get(i + 2)),
+                    (Some((Tok::Ident(_), _)), Some((Tok::Punct(b'{'), _)))
+                ) =>
+            {
+                inline_next = true;
             }
             Tok::Ident("mod") => {
                 if let (Some((Tok::Ident(name), _)), Some((Tok::Punct(b';'), _))) =
@@ -334,7 +388,9 @@ pub(crate) fn imports(ix: &FileIndex, crates: &Crates, path: &str, text: &str) -
                 i += 1;
                 use_tree(&toks, &mut i, Vec::new(), &mut paths);
                 for p in paths {
-                    s.path(&p, line, true);
+                    if let Some(p) = out_of_inline(p, inline.len()) {
+                        s.path(&p, line, true);
+                    }
                 }
                 path_attr = None;
                 continue;
@@ -356,7 +412,9 @@ pub(crate) fn imports(ix: &FileIndex, crates: &Crates, path: &str, text: &str) -
                         _ => break,
                     }
                 }
-                s.path(&p, line, false);
+                if let Some(p) = out_of_inline(p, inline.len()) {
+                    s.path(&p, line, false);
+                }
                 i = j;
                 continue;
             }
@@ -423,6 +481,30 @@ mod tests {
         assert_eq!(
             (m.root_dir.as_str(), m.segs.clone()),
             ("tests", vec!["common".into()])
+        );
+    }
+
+    #[test]
+    fn paths_inside_inline_modules_are_relative_to_them() {
+        let ix = ix(&["Cargo.toml", "src/lib.rs", "src/api/mod.rs", "src/db.rs"]);
+        let crates = Crates::default();
+        // `super` in `mod tests { }` is the file's own module, not its parent; two levels up
+        // from inside it is one level up from the file.
+        assert_eq!(
+            targets(
+                &ix,
+                &crates,
+                "src/api/mod.rs",
+                "fn f() {}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use self::helpers::x;
+    use super::super::db::Pool;
+}
+use super::db::Conn;"
+            ),
+            ["src/db.rs"]
         );
     }
 
