@@ -49,17 +49,7 @@ fn abbreviate(text: &str, max: usize) -> String {
     s
 }
 
-fn text_of(content: &Value) -> String {
-    match content {
-        Value::String(s) => s.clone(),
-        Value::Array(items) => items
-            .iter()
-            .filter_map(|i| i.get("text").and_then(Value::as_str))
-            .collect::<Vec<_>>()
-            .join("\n"),
-        _ => String::new(),
-    }
-}
+use crate::runner::stream::content_text as text_of;
 
 impl Transcript {
     pub fn new(worktree: Option<String>, only: Option<u32>) -> Self {

@@ -201,15 +201,10 @@ pub fn group_members(pgid: u32) -> Vec<u32> {
         let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
             continue;
         };
-        // pid (comm) state ppid pgrp …; comm may contain spaces, so split after the last ')'.
-        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+        let Some((state, _, pgrp)) = crate::supervise::stat_fields(&stat) else {
             continue;
         };
-        let mut f = rest.split_whitespace();
-        let state = f.next().unwrap_or("");
-        let _ppid = f.next();
-        let pgrp: u32 = f.next().and_then(|s| s.parse().ok()).unwrap_or(0);
-        if pgrp == pgid && state != "Z" && state != "X" {
+        if pgrp as u32 == pgid && state != "Z" && state != "X" {
             out.push(pid);
         }
     }

@@ -62,7 +62,8 @@ fn is_refusal(text: &str) -> bool {
         || t.contains("was blocked")
 }
 
-fn content_text(v: &Value) -> String {
+/// The text of a message's or tool result's content: a string, or the text blocks of a list.
+pub fn content_text(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
         Value::Array(items) => items

@@ -123,6 +123,17 @@ pub enum Report {
     NotStarted { message: String },
 }
 
+/// A process's state, parent and process group from its `/proc/<pid>/stat` line
+/// (`pid (comm) state ppid pgrp …`; comm may hold spaces and parentheses).
+pub fn stat_fields(stat: &str) -> Option<(&str, i32, i32)> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut f = rest.split_whitespace();
+    let state = f.next()?;
+    let ppid = f.next()?.parse().ok()?;
+    let pgrp = f.next()?.parse().ok()?;
+    Some((state, ppid, pgrp))
+}
+
 /// Whether this platform has the supervisor (Linux).
 pub fn available() -> bool {
     cfg!(target_os = "linux")

@@ -17,13 +17,9 @@ fn parents() -> BTreeMap<i32, i32> {
         let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
             continue;
         };
-        // pid (comm) state ppid …; comm may hold spaces and parentheses.
-        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+        let Some((state, ppid, _)) = super::stat_fields(&stat) else {
             continue;
         };
-        let mut f = rest.split_whitespace();
-        let state = f.next().unwrap_or("");
-        let ppid: i32 = f.next().and_then(|s| s.parse().ok()).unwrap_or(0);
         // A zombie leader whose other threads still run is alive (and so are its children).
         if (state != "Z" || threads(pid) > 1) && state != "X" {
             out.insert(pid, ppid);
