@@ -554,7 +554,8 @@ impl Session {
         }
         let record = farm.record().clone();
         let report = crate::report::build(&record, crate::events::now_ms());
-        if let Err(e) = record::write_json_atomic(&record.paths().report(), &report) {
+        let versioned = crate::export::json::versioned(&report);
+        if let Err(e) = record::write_json_atomic(&record.paths().report(), &versioned) {
             tracing::error!("cannot write report.json: {e}");
         }
         let html_report = match crate::export::write_html(&record, crate::events::now_ms()) {

@@ -70,8 +70,9 @@ fn the_event_stream_on_stdout_is_events_jsonl_and_follows_the_documented_schema(
     // Exactly what events.jsonl holds, line for line.
     let file = std::fs::read_to_string(repo.run_dir().join("events.jsonl")).unwrap();
     assert_eq!(run.stdout, file);
-    // The report went to stderr.
+    // The report went to stderr; report.json carries its format's version.
     assert!(run.stderr.contains("DOMAIN"), "{}", run.stderr);
+    assert_eq!(repo.report()["version"], 1);
     let schema = documented();
     let mut kinds = BTreeSet::new();
     for l in &lines[1..] {

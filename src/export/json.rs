@@ -8,11 +8,20 @@ use crate::report::Report;
 /// changing its type or meaning, bumps it.
 pub const VERSION: u32 = 1;
 
+/// The report with `version` first: what `report.json` holds.
 #[derive(Serialize)]
-struct Versioned<'a> {
+pub struct Versioned<'a> {
     version: u32,
     #[serde(flatten)]
     report: &'a Report,
+}
+
+/// The report as `report.json` writes it.
+pub fn versioned(report: &Report) -> Versioned<'_> {
+    Versioned {
+        version: VERSION,
+        report,
+    }
 }
 
 /// The report as pretty JSON, `version` first (kept as it is if the report carries one already).
