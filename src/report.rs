@@ -441,7 +441,7 @@ impl Report {
                 d.ended_processes.len()
             ));
             for p in &d.ended_processes {
-                out.push_str(&format!("  pid {} `{}` ({})\n", p.pid, p.command, p.signal));
+                out.push_str(&format!("  pid {p}\n"));
             }
         }
         for c in &self.collisions {

@@ -206,11 +206,7 @@ pub fn describe(ev: &FarmEvent) -> Option<String> {
         } => format!(
             "{domain}: ended {} process(es) left running by attempt {attempt}: {}",
             processes.len(),
-            processes
-                .iter()
-                .map(|p| format!("{} `{}` ({})", p.pid, p.command, p.signal))
-                .collect::<Vec<_>>()
-                .join(", ")
+            crate::vocab::list_ended(processes)
         ),
         Collision { path, domains } => {
             format!("COLLISION: {path} changed by {}", domains.join(" and "))

@@ -237,6 +237,22 @@ pub struct EndedProcess {
     pub signal: String,
 }
 
+impl std::fmt::Display for EndedProcess {
+    /// `4711 `sleep 100` (SIGKILL)`, as reports list them.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} `{}` ({})", self.pid, self.command, self.signal)
+    }
+}
+
+/// Ended processes as one phrase: `4711 `a` (SIGTERM), 4712 `b` (SIGKILL)`.
+pub fn list_ended(processes: &[EndedProcess]) -> String {
+    processes
+        .iter()
+        .map(EndedProcess::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Whether a tool of the agent's writes files (its denial names a path, its refusal is a
 /// prevented ownership violation); others (Bash) run commands.
 pub fn is_file_tool(tool: &str) -> bool {

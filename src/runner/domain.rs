@@ -260,12 +260,13 @@ fn guard_policy(job: &DomainJob) -> Option<crate::supervise::GuardPolicy> {
 }
 
 /// What a refused write reached, for the report: another domain's worktree is named.
-fn outside_label(job: &DomainJob, path: &Path, zone: &str) -> (Option<String>, String) {
-    let run_dir = job
-        .worktree
-        .parent()
-        .map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf()));
-    if let Some(rest) = run_dir.as_deref().and_then(|d| path.strip_prefix(d).ok())
+fn outside_label(
+    run_dir: &Path,
+    common: &Path,
+    path: &Path,
+    zone: &str,
+) -> (Option<String>, String) {
+    if let Some(rest) = path.strip_prefix(run_dir).ok()
         && let Some(first) = rest.components().next()
     {
         let other = first.as_os_str().to_string_lossy().into_owned();
@@ -278,8 +279,7 @@ fn outside_label(job: &DomainJob, path: &Path, zone: &str) -> (Option<String>, S
         );
     }
     // In git's directory: name the ref or the index rather than the directory.
-    let common = std::fs::canonicalize(&job.common_dir).unwrap_or_else(|_| job.common_dir.clone());
-    if let Ok(rest) = path.strip_prefix(&common) {
+    if let Ok(rest) = path.strip_prefix(common) {
         let rest = rest.to_string_lossy();
         let rest = rest.strip_suffix(".lock").unwrap_or(&rest);
         if rest.starts_with("refs/") {
@@ -355,11 +355,7 @@ async fn prepare_inner(
                     "agent-farm: ended {} process(es) `{}` left running: {}",
                     r.ended.len(),
                     cmd.display(),
-                    r.ended
-                        .iter()
-                        .map(|p| format!("{} `{}` ({})", p.pid, p.command, p.signal))
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    crate::vocab::list_ended(&r.ended)
                 ),
             );
         }
@@ -423,7 +419,10 @@ pub async fn attempt(job: DomainJob, em: Emitter, cancel: CancelRx, attempt: u32
             }
         }
     }
-    let (gjob, gem) = (job.clone(), em.clone());
+    // Where refused writes went is told apart by these two (resolved once, as the guard's paths).
+    let run_dir = crate::supervise::canonical(job.worktree.parent().unwrap_or(&job.worktree));
+    let common = crate::supervise::canonical(&job.common_dir);
+    let gem = em.clone();
     let guard_task = tokio::spawn(async move {
         while let Some(r) = guard_rx.recv().await {
             let msg = match r {
@@ -437,7 +436,7 @@ pub async fn attempt(job: DomainJob, em: Emitter, cancel: CancelRx, attempt: u32
                     path,
                     zone,
                 } => {
-                    let (owner, outside) = outside_label(&gjob, &path, &zone);
+                    let (owner, outside) = outside_label(&run_dir, &common, &path, &zone);
                     DomainMsg::Blocked {
                         attempt,
                         pid,

@@ -179,11 +179,7 @@ pub async fn run_verify(
                     &format!(
                         "agent-farm: ended {} process(es) verify left running: {}",
                         r.ended.len(),
-                        r.ended
-                            .iter()
-                            .map(|p| format!("{} `{}` ({})", p.pid, p.command, p.signal))
-                            .collect::<Vec<_>>()
-                            .join(", ")
+                        crate::vocab::list_ended(&r.ended)
                     ),
                 );
             }

@@ -173,7 +173,7 @@ struct EndTreeOnDrop {
 
 impl Drop for EndTreeOnDrop {
     fn drop(&mut self) {
-        if self.armed && !group_members(self.pid).is_empty() {
+        if self.armed {
             let _ = nix::sys::signal::kill(Pid::from_raw(self.pid as i32), Signal::SIGUSR1);
         }
     }
@@ -341,9 +341,9 @@ pub async fn run(spec: &ProcSpec, on_start: impl FnOnce(u32), cancel: &mut Cance
                 guard: sv.guard.clone(),
             };
             match crate::supervise::supervised_command(&sv.exe, &policy, &spec.argv) {
-                Ok(s) => {
-                    let s = supervised.insert(s);
-                    std::mem::replace(&mut s.command, tokio::process::Command::new(program))
+                Ok((command, s)) => {
+                    supervised = Some(s);
+                    command
                 }
                 Err(e) => return fail(format!("cannot start the supervisor: {e}")),
             }
@@ -405,7 +405,7 @@ pub async fn run(spec: &ProcSpec, on_start: impl FnOnce(u32), cancel: &mut Cance
         }
     }
     let _registered = Registered(pgid);
-    let _end_tree = EndTreeOnDrop {
+    let mut end_tree = EndTreeOnDrop {
         pid: pgid,
         armed: reports.is_some(),
     };
@@ -434,6 +434,8 @@ pub async fn run(spec: &ProcSpec, on_start: impl FnOnce(u32), cancel: &mut Cance
         }
     };
     // Whatever happened, nothing of this group may outlive it.
+    // The supervisor has exited (or was killed): nothing left to ask of it.
+    end_tree.armed = false;
     let leftovers = members_async(pgid).await;
     if !leftovers.is_empty() {
         tracing::debug!(pgid, ?leftovers, "killing leftover processes");

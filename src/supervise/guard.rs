@@ -368,10 +368,10 @@ fn judge(req: &libc::seccomp_notif, policy: &GuardPolicy) -> Judged {
         let Some(raw) = read_path(pid, args[p.path]) else {
             return blind();
         };
-        if names_own_descriptor(&as_caller(&raw, pid)) {
+        let raw = as_caller(&raw, pid);
+        if names_own_descriptor(&raw) {
             continue;
         }
-        let raw = as_caller(&raw, pid);
         let dirfd = p.dirfd.map(|i| args[i] as i32).unwrap_or(libc::AT_FDCWD);
         // The kernel follows a final symlink unless told not to, or asked to create exclusively.
         let follow = p.follow && flags.is_none_or(|f| f & (libc::O_NOFOLLOW | libc::O_EXCL) == 0);

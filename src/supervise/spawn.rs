@@ -6,10 +6,10 @@ use std::path::Path;
 
 use super::{Policy, REPORT_FD, Report, SUBCOMMAND};
 
-/// A command set up to run under the supervisor. Call [`Supervised::started`] once it is
-/// spawned (or failed to), so that the reports end when the supervisor does.
+/// The report pipe of a command set up to run under the supervisor. Call
+/// [`Supervised::started`] once the command is spawned (or failed to), so that the reports end
+/// when the supervisor does.
 pub struct Supervised {
-    pub command: tokio::process::Command,
     read: Option<OwnedFd>,
     write: Option<OwnedFd>,
 }
@@ -19,7 +19,7 @@ pub fn supervised_command(
     exe: &Path,
     policy: &Policy,
     argv: &[String],
-) -> std::io::Result<Supervised> {
+) -> std::io::Result<(tokio::process::Command, Supervised)> {
     let policy = serde_json::to_string(policy).map_err(std::io::Error::other)?;
     let mut fds = [0; 2];
     // SAFETY: pipe2 writes two new descriptors.
@@ -42,11 +42,13 @@ pub fn supervised_command(
             Ok(())
         });
     }
-    Ok(Supervised {
+    Ok((
         command,
-        read: Some(read),
-        write: Some(write),
-    })
+        Supervised {
+            read: Some(read),
+            write: Some(write),
+        },
+    ))
 }
 
 impl Supervised {
